@@ -1,0 +1,18 @@
+"""Backends: each a pure function from the model to {relative path: bytes}."""
+
+from __future__ import annotations
+
+from .. import model as m
+from . import estate
+
+BACKENDS = (estate.render,)
+
+
+def render_all(model: m.Model) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for backend in BACKENDS:
+        for path, data in backend(model).items():
+            if path in out:
+                raise AssertionError(f"two backends write {path}")
+            out[path] = data
+    return dict(sorted(out.items()))

@@ -1,0 +1,85 @@
+"""The pipeline from a policy folder to output files, shared by every command.
+
+source text -> parse -> resolve and check -> model -> backends -> {path: bytes}.
+Spans name files relative to the policy folder, so output does not depend on
+where the compiler runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import model as m
+from . import syntax as s
+from .backends import render_all
+from .diagnostics import Diagnostic, Diagnostics
+from .parser import parse_text
+from .resolve import resolve
+
+SUFFIX = ".npl"
+
+
+@dataclass
+class Result:
+    """What a compile produced: the model and files, or the diagnostics that stopped it."""
+
+    root: str
+    sources: dict[str, str] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    model: m.Model | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.model is not None and not any(d.severity == "error" for d in self.diagnostics)
+
+
+def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
+    """Every `*.npl` under root, keyed by its path relative to root, in sorted order."""
+    if not root.is_dir():
+        diags.error("E006", f"policy folder `{root}` does not exist or is not a folder", None)
+        return {}
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob(f"*{SUFFIX}")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(root).as_posix()
+        try:
+            out[rel] = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", None)
+        except OSError as err:
+            diags.error("E005", f"cannot read {rel}: {err.strerror}", None)
+    if not out and not diags.has_errors:
+        diags.error("E006", f"no `*{SUFFIX}` files in `{root}`", None)
+    return out
+
+
+def parse_all(sources: dict[str, str], diags: Diagnostics) -> list[s.File] | None:
+    files = []
+    for rel, text in sources.items():
+        parsed = parse_text(rel, text, diags)
+        if parsed is not None:
+            files.append(parsed)
+    return None if diags.has_errors else files
+
+
+def build_model(sources: dict[str, str], diags: Diagnostics, today: dt.date | None = None) -> m.Model | None:
+    files = parse_all(sources, diags)
+    if files is None:
+        return None
+    return resolve(files, diags, today)
+
+
+def compile_folder(root: Path, today: dt.date | None = None) -> Result:
+    diags = Diagnostics()
+    result = Result(str(root))
+    result.sources = load_sources(root, diags)
+    if not diags.has_errors:
+        result.model = build_model(result.sources, diags, today)
+    if result.model is not None:
+        result.files = render_all(result.model)
+    result.diagnostics = diags.sorted()
+    return result

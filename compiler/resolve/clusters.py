@@ -1,0 +1,153 @@
+"""Kubernetes clusters: site, ASN, pod and service ranges, members, peering, redundancy goals."""
+
+from __future__ import annotations
+
+from netaddr import IPNetwork
+
+from .. import model as m
+from .. import syntax as s
+from ..diagnostics import Diagnostics, Span
+from .endpoints import Endpoints
+from .symbols import Symbols
+from .topology import Topology
+from .values import check_asn, parse_address, parse_network
+
+SINGLE = ("site", "asn", "pods", "services", "nodes", "control-plane", "etcd", "peer-with", "survive",
+          "single-uplink")
+REQUIRED = ("site", "asn", "pods", "nodes", "peer-with")
+MEMBER_KINDS = ("host", "role", "rack", "row")
+
+
+def settings_by_keyword(settings: tuple[s.Setting, ...], owner: str, diags: Diagnostics) -> dict[str, s.Setting]:
+    """One setting per keyword; a repeated keyword is an error pointing at the first."""
+    out: dict[str, s.Setting] = {}
+    for st in settings:
+        if st.keyword in out:
+            diags.error("E601", f"`{st.keyword}` is given twice in {owner}", st.span,
+                        notes=(("first given here", out[st.keyword].span),))
+            continue
+        out[st.keyword] = st
+    return out
+
+
+def pod_ranges(cluster: s.Cluster, topo: Topology, diags: Diagnostics) -> tuple[IPNetwork, ...]:
+    """First pass: the pod CIDRs, which peers (`cluster x`) need before clusters are resolved."""
+    out: list[IPNetwork] = []
+    for st in cluster.settings:
+        if st.keyword in ("pods", "services"):
+            for addr in st.values:
+                net = parse_network(addr, f"{st.keyword} range of cluster {cluster.name.value}", diags)
+                if net is None:
+                    continue
+                topo.subnets.append((net, f"the {st.keyword} range of cluster {cluster.name.value}", addr.span))
+                if st.keyword == "pods":
+                    out.append(net)
+    return tuple(sorted(out, key=lambda n: (n.version, n)))
+
+
+def build(entry_node: s.Cluster, symbols: Symbols, topo: Topology, endpoints: Endpoints,
+          pods: tuple[IPNetwork, ...], diags: Diagnostics) -> m.Cluster | None:
+    c = entry_node
+    name = c.name.value
+    owner = f"cluster {name}"
+    st = settings_by_keyword(c.settings, owner, diags)
+    missing = [k for k in REQUIRED if k not in st]
+    for k in missing:
+        diags.error("E602", f"{owner} does not say `{k}`", c.name.span, _REQUIRED_HINTS[k])
+    site = None
+    if "site" in st:
+        e = symbols.lookup("site", st["site"].values[0].value, "site", st["site"].values[0].span, diags)
+        site = e.key if e else None
+    asn = check_asn(st["asn"].values[0], diags) if "asn" in st else None
+    services: list[IPNetwork] = []
+    for addr in st["services"].values if "services" in st else ():
+        net = parse_network(addr, "a service range", diags)
+        if net is not None:
+            services.append(net)
+    for rng, label in ((pods, "pod"), (tuple(services), "service")):
+        for v in (4, 6):
+            if sum(n.version == v for n in rng) > 1 and label in st:
+                diags.error("E601", f"{owner} has more than one IPv{v} {label} range", st[label].span)
+
+    def members(key: str) -> tuple[str, ...]:
+        if key not in st:
+            return ()
+        return _hosts(st[key].values[0], f"as {key} of {owner}", site, owner, endpoints, topo, diags)
+
+    nodes, control, etcd = members("nodes"), members("control-plane"), members("etcd")
+    peering = _peering(st.get("peer-with"), site, owner, endpoints, topo, diags)
+    survive = tuple(sorted({n.value for n in st["survive"].values})) if "survive" in st else ()
+    share = None
+    if "single-uplink" in st:
+        pct = st["single-uplink"].values[0]
+        if not 1 <= pct.value <= 100:
+            diags.error("E602", f"share {pct.value}% is out of range (1 to 100)", pct.span)
+        else:
+            share = pct.value
+    if missing or site is None or asn is None or peering is None:
+        return None
+    return m.Cluster(name, site, asn, pods, tuple(sorted(services, key=lambda n: (n.version, n))), nodes, control,
+                     etcd, peering, survive, share, c.description.value if c.description else None, c.span)
+
+
+_REQUIRED_HINTS = {
+    "site": "add `site NAME`: the site whose routers the nodes peer with",
+    "asn": "add `asn N`: the private AS number of the cluster's nodes",
+    "pods": "add `pods CIDR [CIDR]`: the pod ranges, one per address family",
+    "nodes": "add `nodes role NAME` (or hosts, racks, rows)",
+    "peer-with": "add `peer-with routers`, `peer-with tor` or `peer-with route-reflectors ...`",
+}
+
+
+def _hosts(peers: tuple[s.Peer, ...], where: str, site: str | None, owner: str, endpoints: Endpoints,
+           topo: Topology, diags: Diagnostics) -> tuple[str, ...]:
+    """Members given as hosts, roles, racks or rows: the hosts they contain, all at the cluster's site."""
+    eps = endpoints.resolve(peers, where, MEMBER_KINDS)
+    if eps is None:
+        return ()
+    out: set[str] = set()
+    for ep, peer in zip(eps, peers, strict=True):
+        if ep.kind == "host":
+            found = {ep.name}
+        elif ep.kind == "role":
+            found = {h.name for h in topo.hosts.values() if ep.name in h.roles}
+        elif ep.kind == "rack":
+            found = set(topo.racks[ep.name].hosts)
+        else:
+            found = {h.name for h in topo.hosts.values() if h.row == ep.name}
+        if not found:
+            diags.warning("W002", f"{ep.label} selects no host {where}", ep.span)
+        for h in sorted(found):
+            if site is not None and topo.hosts[h].site != site:
+                diags.error("E604", f"host {h} is at site {topo.hosts[h].site}, not at {site} like {owner}",
+                            peer.span, notes=((f"host {h} is declared here", topo.hosts[h].span),))
+                continue
+            out.add(h)
+    return tuple(sorted(out))
+
+
+def _peering(st: s.Setting | None, site: str | None, owner: str, endpoints: Endpoints, topo: Topology,
+             diags: Diagnostics) -> m.Peering | None:
+    if st is None:
+        return None
+    mode_parts = st.values[0]
+    mode = str(mode_parts[0])
+    if mode != "route-reflectors":
+        return m.Peering(mode, (), None, st.span)  # type: ignore[arg-type]
+    peers, cluster_id = mode_parts[1], mode_parts[3]
+    reflectors = _hosts(peers, f"as route reflectors of {owner}", site, owner, endpoints, topo, diags)
+    cid = parse_address(cluster_id, "a route reflector cluster ID", diags, version=4)
+    if cid is None:
+        return None
+    return m.Peering("route-reflectors", reflectors, cid, st.span)
+
+
+def check_asns(clusters: dict[str, m.Cluster], diags: Diagnostics) -> None:
+    seen: dict[int, tuple[str, Span]] = {}
+    for c in clusters.values():
+        if c.asn in seen:
+            other, span = seen[c.asn]
+            diags.error("E302", f"AS number {c.asn} of cluster {c.name} is already used by cluster {other}", c.span,
+                        notes=((f"cluster {other} is declared here", span),))
+        else:
+            seen[c.asn] = (c.name, c.span)
