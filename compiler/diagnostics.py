@@ -116,9 +116,9 @@ def render_text(diags: Iterable[Diagnostic], sources: dict[str, str], root: str 
         where = f"{os.path.join(root, str(d.span))}: " if d.span else ""
         out.append(f"{where}{d.severity}[{d.code}]: {d.message}")
         if d.span and d.span.file in sources:
-            lines = sources[d.span.file].splitlines()
+            lines = sources[d.span.file].split("\n")  # as the parser counts lines: not on \f, \v, U+2028...
             if 0 < d.span.line <= len(lines):
-                text = lines[d.span.line - 1].expandtabs(1)
+                text = lines[d.span.line - 1].rstrip("\r").expandtabs(1)
                 width = 1
                 if d.span.end_line == d.span.line and d.span.end_column > d.span.column:
                     width = d.span.end_column - d.span.column

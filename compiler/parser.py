@@ -32,7 +32,25 @@ _TERMINAL_WORDS = {
 @functools.cache
 def _parser() -> Lark:
     return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", lexer="contextual",
-                propagate_positions=True, maybe_placeholders=True)
+                propagate_positions=True, maybe_placeholders=True, lexer_callbacks={"NAME": _keyword_as_name})
+
+
+@functools.cache
+def _keyword_types() -> dict[str, str]:
+    """Keyword text to its terminal name, e.g. `role` -> ROLE."""
+    return {t.pattern.value: t.name for t in _parser().terminals
+            if t.pattern.type == "str" and t.pattern.value[:1].isalpha()}
+
+
+def _keyword_as_name(tok: Token) -> Token:
+    """Keep a keyword a keyword where only a name is expected.
+
+    The contextual lexer lexes `role` as a NAME wherever the keyword `role` cannot
+    come next, so `role role {}` would declare a role named `role`; retyping the
+    token makes the parser reject it ("expected a name, found keyword").
+    """
+    kind = _keyword_types().get(str(tok))
+    return Token.new_borrow_pos(kind, str(tok), tok) if kind else tok
 
 
 def keywords() -> set[str]:
@@ -70,7 +88,25 @@ def _describe_token(tok: Token) -> str:
         return "end of file"
     if _keyword_of(tok.type):
         return f"keyword `{tok}`"
+    if tok.type not in _TERMINAL_WORDS and any(t.name == tok.type and t.pattern.type == "str"
+                                               for t in _parser().terminals):
+        return f"`{tok}`"  # punctuation: the terminal's description is the token itself
     return f"{_describe_terminal(tok.type)} `{tok}`"
+
+
+def _expected(err: UnexpectedInput) -> set[str]:
+    """Every terminal the parser could take at the error.
+
+    When the contextual lexer cannot lex a token in the current state it raises
+    with the lexer's terminals, which omit keywords (they are lexed through
+    NAME); the parse table of the state has the full set.
+    """
+    state = getattr(err, "state", None)
+    table = getattr(getattr(state, "parse_conf", None), "parse_table", None)
+    if table is not None and getattr(state, "position", None) in table.states:
+        terminals = {t.name for t in _parser().terminals} | {"$END"}
+        return set(table.states[state.position]) & terminals  # the table also holds rule gotos
+    return set(getattr(err, "expected", set()))
 
 
 def _syntax_error(path: str, text: str, err: UnexpectedInput, diags: Diagnostics) -> None:
@@ -85,7 +121,7 @@ def _syntax_error(path: str, text: str, err: UnexpectedInput, diags: Diagnostics
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         tok = err.token
         span = _token_span(path, tok)
-        expected = sorted(err.expected - {"$END"})
+        expected = sorted(_expected(err) - {"$END"})
         words = sorted({_describe_terminal(e) for e in expected})
         expected_text = ", ".join(words[:12]) + (", ..." if len(words) > 12 else "")
         expected_keywords = [k for k in (_keyword_of(e) for e in expected) if k]
@@ -93,21 +129,27 @@ def _syntax_error(path: str, text: str, err: UnexpectedInput, diags: Diagnostics
             diags.error("E004", f"unknown keyword `{tok}`", span,
                         did_you_mean(str(tok), expected_keywords) or f"expected one of: {expected_text}")
             return
-        if _keyword_of(tok.type) and "NAME" in expected:
+        if _keyword_of(tok.type) and "NAME" in expected and not expected_keywords:
+            # only a name fits here; where keywords fit too (`from service x`) the list below says which
             diags.error("E001", f"expected a name, found keyword `{tok}`", span,
                         "keywords cannot be used as names; choose another name")
             return
         diags.error("E001", f"expected {expected_text}; found {_describe_token(tok)}", span)
         return
-    # end of input in the middle of a statement
-    lines = text.splitlines() or [""]
-    line = len(lines)
-    column = len(lines[-1]) + 1
-    expected = sorted(getattr(err, "expected", set()) - {"$END"})
+    # end of input in the middle of a statement: point just after the last token (lark's
+    # $END token borrows its position); lines are counted on "\n" only, as lark counts them
+    tok = getattr(err, "token", None)
+    if getattr(tok, "end_line", None) and getattr(tok, "end_column", None):
+        line, column = tok.end_line, tok.end_column
+    else:
+        lines = text.split("\n")
+        line, column = len(lines), len(lines[-1]) + 1
+    expected = sorted(_expected(err) - {"$END"})
     words = sorted({_describe_terminal(e) for e in expected})
     hint = "a block opened with `{` is not closed" if "RBRACE" in expected else None
-    diags.error("E003", "unexpected end of file" + (f"; expected {', '.join(words[:8])}" if words else ""),
-                Span(path, line, column, line, column + 1), hint)
+    listed = ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
+    diags.error("E003", "unexpected end of file" + (f"; expected {listed}" if words else ""),
+                Span(path, line, column, line, column), hint)  # empty: nothing is there to underline
 
 
 def parse_text(path: str, text: str, diags: Diagnostics) -> s.File | None:

@@ -7,7 +7,10 @@ where the compiler runs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +76,25 @@ def build_model(sources: dict[str, str], diags: Diagnostics, today: dt.date | No
     return resolve(files, diags, today)
 
 
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Parsing builds millions of short-lived acyclic objects; the cycle collector's
+    repeated full scans of them cost half the run time on large estates, for nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def compile_folder(root: Path, today: dt.date | None = None) -> Result:
+    with _no_gc_pauses():
+        return _compile_folder(root, today)
+
+
+def _compile_folder(root: Path, today: dt.date | None) -> Result:
     diags = Diagnostics()
     result = Result(str(root))
     result.sources = load_sources(root, diags)

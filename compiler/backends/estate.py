@@ -47,23 +47,24 @@ def estate(model: m.Model) -> dict:
                      for k, v in model.switches.items()},
         "rows": {k: _opt({"site": v.site, "name": v.name, "spines": list(v.spines), "subnets": by_family(v.subnets),
                           "gateways": by_family(v.gateways), "racks": list(v.racks), "source": _src(v)},
-                         "switch", v.switch) for k, v in model.rows.items()},
+                         "switch", v.switch) | _opt({}, "description", v.description) for k, v in model.rows.items()},
         "racks": {k: _opt({"site": v.site, "row": v.row, "name": v.name, "layer": v.layer,
                            "subnets": by_family(v.subnets), "gateways": by_family(v.gateways),
                            "hosts": list(v.hosts), "source": _src(v)}, "switch", v.switch)
-                  for k, v in model.racks.items()},
+                  | _opt({}, "description", v.description) for k, v in model.racks.items()},
         "hosts": {k: _opt({"site": v.site, "row": v.row, "rack": v.rack, "addresses": by_family(v.addresses),
                            "roles": list(v.roles), "firewall": v.firewall, "source": _src(v)},
                           "description", v.description) for k, v in model.hosts.items()},
-        "roles": {k: {"default": v.default, "firewall": v.firewall, "hosts": list(v.hosts), "source": _src(v)}
-                  for k, v in model.roles.items()},
+        "roles": {k: _opt({"default": v.default, "firewall": v.firewall, "hosts": list(v.hosts), "source": _src(v)},
+                          "description", v.description) for k, v in model.roles.items()},
         "clusters": {k: _cluster(v) for k, v in model.clusters.items()},
         "networks": {k: _opt({"cidrs": by_family(v.cidrs), "source": _src(v)}, "description", v.description)
                      for k, v in model.networks.items()},
         "services": {k: _opt({"ports": [str(p) for p in v.ports], "source": _src(v)}, "description", v.description)
                      for k, v in model.services.items()},
-        "apps": {k: {"default": v.default, "clusters": list(v.clusters), "namespace": v.namespace,
-                     "listen": [str(p) for p in v.listen], "source": _src(v)} for k, v in model.apps.items()},
+        "apps": {k: _opt({"default": v.default, "clusters": list(v.clusters), "namespace": v.namespace,
+                          "listen": [str(p) for p in v.listen], "source": _src(v)}, "description", v.description)
+                 for k, v in model.apps.items()},
     }
 
 
@@ -76,7 +77,7 @@ def _cluster(c: m.Cluster) -> dict:
         "site": c.site, "asn": c.asn, "pods": by_family(c.pod_cidrs), "services": by_family(c.service_cidrs),
         "nodes": list(c.nodes), "control_plane": list(c.control_plane), "etcd": list(c.etcd), "peering": peering,
         "survive": list(c.survive), "source": _src(c),
-    }, "single_uplink_max_share", c.single_uplink_max_share)
+    }, "single_uplink_max_share", c.single_uplink_max_share) | _opt({}, "description", c.description)
 
 
 def render(model: m.Model) -> dict[str, bytes]:

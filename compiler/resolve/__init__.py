@@ -51,7 +51,7 @@ def resolve(files: list[s.File], diags: Diagnostics, today: dt.date | None = Non
         c = cl.build(e.node, symbols, topo, endpoints, pods[k], diags)  # type: ignore[arg-type]
         if c is not None:
             clusters[k] = c
-    cl.check_asns(clusters, diags)
+    cl.check_asns(clusters, symbols, diags)
     intent = Intent(symbols, topo, endpoints, services, today, diags)
     intent.build(clusters)
     if diags.has_errors:

@@ -61,13 +61,14 @@ def build(entry_node: s.Cluster, symbols: Symbols, topo: Topology, endpoints: En
     asn = check_asn(st["asn"].values[0], diags) if "asn" in st else None
     services: list[IPNetwork] = []
     for addr in st["services"].values if "services" in st else ():
-        net = parse_network(addr, "a service range", diags)
+        net = parse_network(addr, "a service range", Diagnostics())  # pod_ranges reported its errors
         if net is not None:
             services.append(net)
     for rng, label in ((pods, "pod"), (tuple(services), "service")):
+        keyword = f"{label}s"  # the setting is `pods`/`services`
         for v in (4, 6):
-            if sum(n.version == v for n in rng) > 1 and label in st:
-                diags.error("E601", f"{owner} has more than one IPv{v} {label} range", st[label].span)
+            if sum(n.version == v for n in rng) > 1 and keyword in st:
+                diags.error("E601", f"{owner} has more than one IPv{v} {label} range", st[keyword].span)
 
     def members(key: str) -> tuple[str, ...]:
         if key not in st:
@@ -142,12 +143,15 @@ def _peering(st: s.Setting | None, site: str | None, owner: str, endpoints: Endp
     return m.Peering("route-reflectors", reflectors, cid, st.span)
 
 
-def check_asns(clusters: dict[str, m.Cluster], diags: Diagnostics) -> None:
+def check_asns(clusters: dict[str, m.Cluster], symbols: Symbols, diags: Diagnostics) -> None:
+    """Cluster ASNs are unique; a repeat is reported at its `asn` value, where the fix goes."""
     seen: dict[int, tuple[str, Span]] = {}
     for c in clusters.values():
+        node: s.Cluster = symbols.tables["cluster"][c.name].node  # type: ignore[assignment]
+        span = next((st.values[0].span for st in node.settings if st.keyword == "asn"), c.span)
         if c.asn in seen:
-            other, span = seen[c.asn]
-            diags.error("E302", f"AS number {c.asn} of cluster {c.name} is already used by cluster {other}", c.span,
-                        notes=((f"cluster {other} is declared here", span),))
+            other, where = seen[c.asn]
+            diags.error("E302", f"AS number {c.asn} of cluster {c.name} is already used by cluster {other}", span,
+                        notes=((f"cluster {other} has it here", where),))
         else:
-            seen[c.asn] = (c.name, c.span)
+            seen[c.asn] = (c.name, span)

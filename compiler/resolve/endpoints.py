@@ -11,7 +11,7 @@ from netaddr import IPNetwork, IPSet
 
 from .. import model as m
 from .. import syntax as s
-from ..diagnostics import Diagnostics, Span
+from ..diagnostics import Diagnostics, Span, did_you_mean
 from .symbols import Symbols
 from .topology import Topology
 from .values import parse_network
@@ -150,7 +150,13 @@ class Endpoints:
             gws = self.topo.racks[switch.rack].gateways if switch.rack in self.topo.racks else ()
             return m.Endpoint("switch", name, _hosts_cidrs(gws), (), span)
         if kind == "role":
-            if self.symbols.lookup("role", name, "role", span, self.diags) is None:
+            entry = self.symbols.lookup("role", name, "role", span, self.diags)
+            if entry is None:
+                return None
+            if getattr(entry.node, "default", False):
+                # no host lists the default role, so it would select nothing, silently
+                self.diags.error("E609", f"`{name}` is the default role, not a role", span,
+                                 "the default role applies to every host; name the hosts' own roles")
                 return None
             return m.Endpoint("role", name, self._host_cidrs(tuple(self.role_hosts.get(name, ()))), (), span)
         if kind == "network":
@@ -194,7 +200,12 @@ class Endpoints:
             self.diags.error("E103", f"{kind} `{ref.text}` exists at several sites: {', '.join(matches)}", ref.span,
                              f"write `{kind} {matches[0]}`")
             return None
-        self.symbols.lookup(kind, ref.text, kind, ref.span, self.diags)
+        # keys are `site/name`: suggest among the names as written, which the key-wide lookup cannot match
+        hint = did_you_mean(ref.text, (k.split("/", 1)[1] for k in table))
+        if hint is not None:
+            self.diags.error("E103", f"unknown {kind} `{ref.text}`", ref.span, hint)
+        else:
+            self.symbols.lookup(kind, ref.text, kind, ref.span, self.diags)
         return None
 
     def _host_cidrs(self, hosts: tuple[str, ...]) -> tuple[IPNetwork, ...]:

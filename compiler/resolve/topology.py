@@ -152,10 +152,13 @@ def _build_row(sn: str, rk: str, row: s.Row, symbols: Symbols, topo: Topology, d
     gws = _gateways(row.gateways, nets, owner, topo, diags)
     switch = None
     for sw in row.switches[:1]:
-        topo.switches[sw.name.value] = _switch(sw, "access", sn, rk, None, diags)
-        switch = sw.name.value
+        if symbols.owns("device", sw.name.value, sw):
+            topo.switches[sw.name.value] = _switch(sw, "access", sn, rk, None, diags)
+            switch = sw.name.value
     spines = []
     for sp in row.spines:
+        if not symbols.owns("device", sp.name.value, sp):
+            continue  # a duplicate name: reported, and must not replace the first device
         topo.switches[sp.name.value] = _switch(sp, "spine", sn, rk, None, diags)
         spines.append(sp.name.value)
         for up in sp.uplinks:
@@ -166,13 +169,13 @@ def _build_row(sn: str, rk: str, row: s.Row, symbols: Symbols, topo: Topology, d
         if not symbols.owns("rack", kk, rack):
             continue
         racks.append(kk)
-        _build_rack(sn, rk, kk, rack, nets, topo, diags)
+        _build_rack(sn, rk, kk, rack, nets, symbols, topo, diags)
     topo.rows[rk] = m.Row(rk, row.name.value, sn, switch, tuple(spines), nets, gws, tuple(sorted(racks)),
                           _text(row.description), row.span)
 
 
-def _build_rack(sn: str, rk: str, kk: str, rack: s.Rack, row_nets: tuple[IPNetwork, ...], topo: Topology,
-                diags: Diagnostics) -> None:
+def _build_rack(sn: str, rk: str, kk: str, rack: s.Rack, row_nets: tuple[IPNetwork, ...], symbols: Symbols,
+                topo: Topology, diags: Diagnostics) -> None:
     owner = f"rack {kk}"
     nets = _networks(rack.subnets, owner, topo, diags)
     layer = "l3" if rack.switches or rack.subnets else "l2"
@@ -189,15 +192,19 @@ def _build_rack(sn: str, rk: str, kk: str, rack: s.Rack, row_nets: tuple[IPNetwo
                     "declare the ToR's addresses: `gateway 10.64.130.1 2620:0:861:109::1`")
     if rack.gateways and layer == "l2":
         diags.error("E603", f"{owner} declares a gateway but no subnet", rack.gateways[0].span)
-    gws = _gateways(rack.gateways, nets, owner, topo, diags)
+    # an L2 rack's gateway was reported above; checking it against no subnet would only repeat that
+    gws = _gateways(rack.gateways, nets, owner, topo, diags) if layer == "l3" else ()
     switch = None
     for sw in rack.switches[:1]:
-        topo.switches[sw.name.value] = _switch(sw, "tor", sn, rk, kk, diags)
-        switch = sw.name.value
+        if symbols.owns("device", sw.name.value, sw):
+            topo.switches[sw.name.value] = _switch(sw, "tor", sn, rk, kk, diags)
+            switch = sw.name.value
     home = nets if layer == "l3" else row_nets
     home_owner = owner if layer == "l3" else f"row {rk}"
     hosts = []
     for h in rack.hosts:
+        if not symbols.owns("device", h.name.value, h):
+            continue  # a duplicate of another device: reported, and must not replace it
         hosts.append(h.name.value)
         topo.hosts[h.name.value] = _build_host(sn, rk, kk, h, home, home_owner, topo, diags)
     topo.racks[kk] = m.Rack(kk, rack.name.value, sn, rk, layer, switch, nets, gws, tuple(sorted(hosts)),  # type: ignore[arg-type]
