@@ -70,7 +70,7 @@ class Switch:
     name: str
     kind: Literal["access", "tor", "spine"]
     site: str
-    row: str
+    row: str | None
     rack: str | None
     asn: int | None
     uplinks: tuple[str, ...]
@@ -113,6 +113,7 @@ class Row:
 class Site:
     name: str
     routers: tuple[str, ...]
+    spines: tuple[str, ...]
     rows: tuple[str, ...]
     description: str | None
     span: Span
@@ -133,9 +134,13 @@ class Host:
 
 @dataclass(frozen=True)
 class Peering:
+    """How some of a cluster's nodes peer: `nodes` are those it covers (scoped by `for`, or the rest)."""
+
     mode: Literal["routers", "tor", "route-reflectors"]
     reflectors: tuple[str, ...]
     cluster_id: IPAddress | None
+    nodes: tuple[str, ...]
+    scoped: bool
     span: Span
 
 
@@ -149,7 +154,7 @@ class Cluster:
     nodes: tuple[str, ...]
     control_plane: tuple[str, ...]
     etcd: tuple[str, ...]
-    peering: Peering
+    peerings: tuple[Peering, ...]
     survive: tuple[str, ...]
     single_uplink_max_share: int | None
     description: str | None
@@ -173,7 +178,9 @@ class Endpoint:
 
     @property
     def label(self) -> str:
-        return self.name if self.kind in ("cidr", "any", "internet") else f"{self.kind} {self.name}"
+        if self.kind in ("cidr", "any", "internet", "all-hosts", "all-apps"):
+            return self.name
+        return f"{self.kind} {self.name}"
 
     def ipset(self) -> IPSet:
         return IPSet(self.cidrs)
@@ -197,9 +204,12 @@ class Rule:
     owner: str
     direction: Literal["ingress", "egress"]
     peers: tuple[Endpoint, ...]
-    ports: tuple[PortMatch, ...]
+    # None: no ports written, each app's own `listen` ports apply (see the flows)
+    ports: tuple[PortMatch, ...] | None
     description: str | None
     expires: dt.date | None
+    # `in cluster ...`: the app's clusters this rule applies in; empty means all of them
+    clusters: tuple[str, ...]
     span: Span
 
 

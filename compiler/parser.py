@@ -42,19 +42,33 @@ def _keyword_types() -> dict[str, str]:
             if t.pattern.type == "str" and t.pattern.value[:1].isalpha()}
 
 
+# Keywords that are names where only a name fits: `role etcd`, `namespace default`,
+# `role tor`. Every other keyword is reserved everywhere. None of these can start a
+# peer, so a name spelled like one never changes the meaning of a peer list
+# (`network foo, internet` must never read a network called `internet`).
+CONTEXTUAL = frozenset({"etcd", "default", "tor", "routers", "nodes", "pods", "services", "spine", "gateway"})
+
+
 def _keyword_as_name(tok: Token) -> Token:
-    """Keep a keyword a keyword where only a name is expected.
+    """Keep a reserved word a keyword even where only a name is expected.
 
     The contextual lexer lexes `role` as a NAME wherever the keyword `role` cannot
     come next, so `role role {}` would declare a role named `role`; retyping the
     token makes the parser reject it ("expected a name, found keyword").
     """
+    if str(tok) in CONTEXTUAL:
+        return tok
     kind = _keyword_types().get(str(tok))
     return Token.new_borrow_pos(kind, str(tok), tok) if kind else tok
 
 
+def reserved_words() -> set[str]:
+    """Keywords that can never be names (the contextual ones are names where only a name fits)."""
+    return keywords() - CONTEXTUAL
+
+
 def keywords() -> set[str]:
-    """Every keyword of the language: words that cannot be used as names."""
+    """Every keyword of the language."""
     out = set()
     for t in _parser().terminals:
         if t.pattern.type == "str" and t.pattern.value[:1].isalpha():
@@ -293,8 +307,8 @@ class _ToSyntax(Transformer):
         return None
 
     def site(self, meta, items):
-        return s.Site(items[0], self._block_description(items), _all(items, s.Router), _all(items, s.Row),
-                      self._span(meta))
+        return s.Site(items[0], self._block_description(items), _all(items, s.Router), _all(items, s.Spine),
+                      _all(items, s.Row), self._span(meta))
 
     def router(self, meta, items):
         return s.Router(items[0], _all(items, s.Address), _first(items, s.Int), _first(items, s.Text),
@@ -369,8 +383,12 @@ class _ToSyntax(Transformer):
             ports = items[0]
             peers = items[1]
             rest = items[2:]
-            return s.Rule(verb, ports, peers, _all(rest, s.Text), _all(rest, s.Expires), self._span(meta))
+            return s.Rule(verb, ports, peers, _all(rest, s.Text), _all(rest, s.Expires), _all(rest, s.OnlyIn),
+                          self._span(meta))
         return make
+
+    def only_in(self, meta, items):
+        return s.OnlyIn(tuple(items[0]), self._span(meta))
 
     allow = _rule("allow")
     connect = _rule("connect")

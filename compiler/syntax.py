@@ -207,6 +207,7 @@ class Site:
     name: Name
     description: Text | None
     routers: tuple[Router, ...]
+    spines: tuple[Spine, ...]
     rows: tuple[Row, ...]
     span: Span
 
@@ -254,6 +255,14 @@ class Expires:
 
 
 @dataclass(frozen=True)
+class OnlyIn:
+    """`in cluster a, b`: the statement applies in those of the app's clusters only."""
+
+    clusters: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Rule:
     """`allow [ports] from peers` (ingress) or `connect [ports] to peers` (egress)."""
 
@@ -262,6 +271,7 @@ class Rule:
     peers: tuple[Peer, ...]
     descriptions: tuple[Text, ...]
     expires: tuple[Expires, ...]
+    only_in: tuple[OnlyIn, ...]
     span: Span
 
 

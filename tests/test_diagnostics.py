@@ -60,8 +60,6 @@ CASES = {
                                  base=False),
     "keyword-as-reference": Case("role x { allow tcp 1 from host internet }", "E001", 1, 32,
                                  "found keyword `internet`", base=False),
-    "keyword-as-namespace": Case("app a {\n  namespace default\n}\n", "E001", 2, 13, "found keyword `default`",
-                                 base=False),
     "number-for-name": Case("role x { allow tcp 22 from host 10 }", "E001", 1, 33, "found a number `10`",
                             base=False),
     # ---------------------------------------------------------------- unknown names
@@ -166,7 +164,8 @@ CASES = {
                               "did you mean `echo-request`?"),
     "icmpv6-name-under-icmp": Case("service s = icmp neighbor-solicitation", "E404", 1, 18,
                                    "unknown icmp type `neighbor-solicitation`"),
-    "icmp-type-out-of-range": Case("service s = icmp 256", "E405", 1, 18, "ICMP type 256 is out of range (0 to 255)"),
+    "icmp-type-out-of-range": Case("service s = icmp 256", "E405", 1, 18, "ICMP type 256 is out of range (0 to 254)",
+                                     "Calico rejects type 255"),
     "icmp-code-out-of-range": Case("service s = icmp 3 code 300", "E405", 1, 25, "ICMP code 300 is out of range"),
     # ---------------------------------------------------------------- cycles and kinds
     "cyclic-networks": Case("network a = network b\nnetwork b = 10.0.0.0/8, network a", "E501", 2, 33,
@@ -207,8 +206,8 @@ CASES = {
     "two-access-switches": Case("site s2 {\n  row a {\n    switch sw1\n    switch sw2\n  }\n}\n", "E601", 4, 5,
                                 "row s2/a declares more than one access switch"),
     "two-ipv4-gateways": Case("site s2 {\n  row a {\n    subnet 10.250.0.0/24\n    gateway 10.250.0.1\n"
-                              "    gateway 10.250.0.2\n  }\n}\n", "E601", 5, 5,
-                              "row s2/a has more than one IPv4 gateway"),
+                              "    gateway 10.250.0.2\n  }\n}\n", "E601", 5, 13,
+                              "row s2/a has two gateways in subnet 10.250.0.0/24"),
     "single-uplink-share": Case("cluster c2 {\n  site eqiad\n  asn 64700\n  pods 10.90.0.0/24\n  nodes host kube1003\n"
                                 "  peer-with tor\n  single-uplink max-share 150%\n}\n", "E602", 7, 27,
                                 "share 150% is out of range"),
@@ -226,8 +225,35 @@ CASES = {
                                 "add `cluster NAME`"),
     "allow-without-ports-in-role": Case("role bastion2 {\n  allow from role bastion\n}", "E607", 2, 3,
                                         "which ports?", "write the ports"),
-    "allow-without-ports-in-default-app": Case("default app d {\n  allow from role bastion\n}", "E607", 2, 3,
-                                               "there is no `listen` to default to"),
+    "in-cluster-the-app-does-not-run-in": Case("cluster c2 { site eqiad asn 64602 pods 10.64.80.0/24\n"
+                                               "  nodes host kube1001 peer-with routers }\n"
+                                               "app a2 {\n  cluster wikikube-eqiad  listen tcp 80\n"
+                                               "  allow from app web in cluster c2\n}", "E609", 5, 33,
+                                               "app a2 does not run in cluster c2", "its clusters: wikikube-eqiad"),
+    "in-cluster-in-a-role": Case("role r2 {\n  allow tcp 1 from any in cluster wikikube-eqiad\n}", "E606", 2, 24,
+                                 "`in cluster` applies to apps"),
+    "peer-with-scope-selects-no-node": Case("cluster c2 {\n  site eqiad asn 64602 pods 10.64.80.0/24\n"
+                                            "  nodes host kube1001\n  peer-with routers\n"
+                                            "  peer-with tor for rack eqiad/e1\n}", "E612", 5, 3,
+                                            "selects no node of cluster c2"),
+    "peer-with-two-defaults": Case("cluster c2 {\n  site eqiad asn 64602 pods 10.64.80.0/24\n"
+                                   "  nodes host kube1001\n  peer-with routers\n  peer-with tor\n}", "E601", 5, 3,
+                                   "`peer-with` without `for` is given twice", "peer-with tor for row"),
+    "peer-with-overlapping-scopes": Case("cluster c2 {\n  site eqiad asn 64602 pods 10.64.80.0/24\n"
+                                         "  nodes role k8s-worker\n  peer-with routers for row eqiad/b\n"
+                                         "  peer-with tor for host kube1001, kube1003\n}", "E612", 5, 3,
+                                         "node kube1001 falls in two `peer-with` scopes"),
+    "peer-with-scopes-leave-nodes-out": Case("cluster c2 {\n  site eqiad asn 64602 pods 10.64.80.0/24\n"
+                                             "  nodes role k8s-worker\n  peer-with tor for rack eqiad/e1\n}",
+                                             "E612", 4, 3, "with no `peer-with`: kube1001, kube1002",
+                                             "add a `peer-with` without `for`"),
+    "route-reflectors-select-no-host": Case("role rr {}\ncluster c2 {\n  site eqiad asn 64602 "
+                                            "pods 10.64.80.0/24\n  nodes host kube1001\n"
+                                            "  peer-with route-reflectors role rr cluster-id 244.0.0.1\n}",
+                                            "E612", 5, 3, "selects no host", "name the reflector hosts"),
+    "two-gateways-in-one-subnet": Case("site s2 {\n  row a {\n    subnet 10.9.0.0/24\n"
+                                       "    gateway 10.9.0.1 10.9.0.2\n  }\n}", "E601", 4, 22,
+                                       "has two gateways in subnet 10.9.0.0/24: 10.9.0.1 and 10.9.0.2"),
     "allow-without-ports-no-listen": Case("app a2 {\n  cluster wikikube-eqiad\n  allow from app web\n}", "E607", 3, 3,
                                           "there is no `listen` to default to"),
     "connect-role-without-ports": Case("app a2 {\n  cluster wikikube-eqiad\n  connect to role bastion\n}",
@@ -496,3 +522,18 @@ def test_crlf_line_endings():
 def test_render_empty():
     assert render_text([], {}) == ""
     assert json.loads(render_json([])) == {"diagnostics": []}
+
+
+def test_contextual_keywords_are_names_where_only_a_name_fits():
+    model, diags = compile_text(BASE + "role etcd {}\napp d2 {\n  cluster wikikube-eqiad\n  namespace default\n"
+                                "  listen tcp 80\n  allow from role etcd, tor\n}\nrole tor {}\n")
+    assert model is not None, [d.message for d in diags]
+    assert model.apps["d2"].namespace == "default"
+    assert [p.label for p in model.apps["d2"].rules[0].peers] == ["role etcd", "role tor"]
+
+
+@pytest.mark.parametrize("word", ["internet", "any", "host", "role", "service", "allow", "from"])
+def test_reserved_words_are_never_names(word):
+    model, diags = compile_text(f"network {word} = 10.0.0.0/8\n")
+    assert model is None
+    assert [d.code for d in errors(diags)] == ["E001"]

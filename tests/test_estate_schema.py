@@ -45,7 +45,7 @@ def _estate() -> dict:
     lambda e: e["hosts"][next(iter(e["hosts"]))]["addresses"]["ipv4"].append("2620:0:861::1"),
     lambda e: e["hosts"][next(iter(e["hosts"]))].update(color="red"),
     lambda e: e["hosts"].update({"Bad_Name": e["hosts"][next(iter(e["hosts"]))]}),
-    lambda e: e["clusters"][next(iter(e["clusters"]))]["peering"].update(mode="mesh"),
+    lambda e: e["clusters"][next(iter(e["clusters"]))]["peerings"][0].update(mode="mesh"),
     lambda e: e["clusters"][next(iter(e["clusters"]))]["pods"]["ipv4"].append("10.0.0.0/33"),
     lambda e: e["routers"][next(iter(e["routers"]))].update(asn=0),
     lambda e: e["services"][next(iter(e["services"]))]["ports"].append("tcp 80 to 90"),

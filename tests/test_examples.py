@@ -13,7 +13,7 @@ import pytest
 from netaddr import IPAddress, IPNetwork, IPSet
 
 from compiler import model as m
-from compiler.parser import keywords
+from compiler.parser import CONTEXTUAL, keywords, reserved_words
 from compiler.project import compile_folder
 from compiler.resolve.endpoints import SPECIAL_PURPOSE
 
@@ -87,7 +87,7 @@ def test_app_egress():
     assert len(model.hosts) == 4
     cluster = model.clusters["wikikube-eqiad"]
     assert cluster.nodes == ("kubernetes1001", "kubernetes1002")
-    assert cluster.peering.mode == "routers"
+    assert cluster.peerings[0].mode == "routers"
     assert cluster.pod_cidrs == (IPNetwork("10.64.64.0/21"), IPNetwork("2620:0:861:cabe::/64"))
     assert model.apps["mediawiki"].namespace == "mw"
     assert model.apps["eventgate"].namespace == "eventgate"  # the default: the app's name
@@ -119,15 +119,14 @@ def test_app_egress():
 def test_route_reflectors():
     model = compiled(EXAMPLES / "route-reflectors")
     cluster = model.clusters["wikikube-eqiad"]
-    assert cluster.peering.mode == "route-reflectors"
-    assert cluster.peering.reflectors == ("k8s-rr1001", "k8s-rr1002")
-    assert cluster.peering.cluster_id == IPAddress("244.0.0.1")
-    assert {model.hosts[h].row for h in cluster.peering.reflectors} == {"eqiad/a", "eqiad/b"}
+    assert cluster.peerings[0].mode == "route-reflectors"
+    assert cluster.peerings[0].reflectors == ("k8s-rr1001", "k8s-rr1002")
+    assert cluster.peerings[0].cluster_id == IPAddress("244.0.0.1")
+    assert {model.hosts[h].row for h in cluster.peerings[0].reflectors} == {"eqiad/a", "eqiad/b"}
     assert set(cluster.survive) == {"router", "row", "route-reflector"}
-    assert len(cluster.nodes) == 6 and set(cluster.peering.reflectors) <= set(cluster.nodes)
+    assert len(cluster.nodes) == 6 and set(cluster.peerings[0].reflectors) <= set(cluster.nodes)
     assert sorted(model.routers) == ["cr1-eqiad", "cr2-eqiad"]
-    bgp = {s.label: ports(f) for f in model.flows if f.rule.owner == "k8s-route-reflector" for s in f.sources}
-    assert bgp == {"role k8s-worker": ["tcp 179"], "router cr1-eqiad": ["tcp 179"], "router cr2-eqiad": ["tcp 179"]}
+    assert not [f for f in model.flows if "tcp 179" in ports(f)]  # BGP follows from peer-with, not from rules
 
 
 def test_dual_stack_cluster():
@@ -135,7 +134,7 @@ def test_dual_stack_cluster():
     cluster = model.clusters["wikikube-eqiad"]
     assert cluster.pod_cidrs == (IPNetwork("10.67.128.0/18"), IPNetwork("2620:0:861:cabe::/64"))
     assert cluster.service_cidrs == (IPNetwork("10.67.0.0/20"), IPNetwork("2620:0:861:cabf::/108"))
-    assert cluster.peering.mode == "tor"
+    assert cluster.peerings[0].mode == "tor"
     assert cluster.single_uplink_max_share == 40
     assert cluster.survive == ("rack",)
     assert len(cluster.nodes) == 6
@@ -149,11 +148,11 @@ def test_dual_stack_cluster():
         assert model.switches[rack.switch].kind == "tor"
         assert model.switches[rack.switch].asn == 64810 + n
     assert model.switches["ssw1-e1-eqiad"].uplinks == ("cr1-eqiad", "cr2-eqiad")
-    # `switch lsw1-e1-eqiad` as a peer is the ToR's addresses: its rack's gateways
-    sources = [f.sources[0] for f in model.flows if f.rule.owner == "k8s-worker" and f.sources[0].kind == "switch"]
-    assert {s.name for s in sources} == {"lsw1-e1-eqiad", "lsw1-e2-eqiad", "lsw1-e3-eqiad"}
-    e1 = next(s for s in sources if s.name == "lsw1-e1-eqiad")
-    assert e1.ipset() == IPSet(["10.64.130.1", "2620:0:861:109::1"])
+    # the ToR of each rack is where its nodes peer: its gateways, one per family
+    assert [str(g) for g in model.racks["eqiad/e1"].gateways] == ["10.64.130.1", "2620:0:861:109::1"]
+    (peering,) = cluster.peerings
+    assert (peering.mode, peering.nodes) == ("tor", cluster.nodes)
+    assert not [f for f in model.flows if "tcp 179" in ports(f)]  # BGP follows from peer-with, not from rules
 
 
 # ---------------------------------------------------------------- docs/language.md
@@ -173,12 +172,42 @@ def test_language_doc_examples_compile_together(tmp_path: Path):
     allow_from_app = [f for f in model.flows if f.rule.owner == "eventgate-main"
                       and [s.label for s in f.sources] == ["app mediawiki"]]
     assert [ports(f) for f in allow_from_app] == [["tcp 4492", "tcp 9102"]]
+    # the default app's `allow` without ports: each app that listens, on its own ports
+    baseline = [(f.destinations[0].label, ports(f)) for f in model.flows if f.rule.owner == "baseline"
+                and [s.label for s in f.sources] == ["role lvs-balancer"]]
+    assert sorted(baseline) == [("app eventgate-main", ["tcp 4492", "tcp 9102"]), ("app mediawiki", ["tcp 8080"]),
+                                ("app schema", ["tcp 8190"])]
+    # `in cluster`: the statement holds in that one of the app's clusters
+    (kafka,) = [r for r in model.apps["mediawiki"].rules if r.clusters]
+    assert kafka.clusters == ("wikikube-eqiad",) and [p.label for p in kafka.peers] == ["network kafka-main-eqiad"]
+    # mixed peering: the nodes of row e with their ToR, the rest with the routers
+    peerings = {p.mode: (p.nodes, p.scoped) for p in model.clusters["wikikube-eqiad"].peerings}
+    assert peerings == {"routers": (("kubernetes1001",), False),
+                        "tor": (("kubernetes1007", "kubernetes1008", "kubernetes1009"), True)}
+    # a private and a public gateway in one row; spines at the site, in no row
+    assert [str(g) for g in model.rows["eqiad/a"].gateways] == ["10.64.0.1", "208.80.154.1", "2620:0:861:1::1",
+                                                              "2620:0:861:101::1"]
+    assert model.sites["eqiad"].spines == ("ssw1-e1-eqiad", "ssw1-f1-eqiad")
+    assert model.switches["ssw1-e1-eqiad"].row is None
+    # BGP is never written by hand: `peer-with` gives it
+    assert not [f for f in model.flows if "tcp 179" in ports(f)]
+
+
+def _word_list_after(marker: str) -> set[str]:
+    """The words of the first indented code paragraph (a blank line, then two spaces and a backtick) after `marker`."""
+    section = _doc().split(marker, 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"\n\n  `([^`]+)`", section)
+    assert found, f"no word list after {marker}"
+    return set(found.group(1).split())
 
 
 def test_language_doc_lists_every_keyword():
-    section = _doc().split("**Keywords are reserved**", 1)[1].split("## ", 1)[0]
-    listed = set(re.search(r"`([^`]+)`", section).group(1).split())
-    assert listed == keywords()
+    reserved = _word_list_after("**Keywords are reserved**")
+    contextual = _word_list_after("**contextual keywords**")
+    assert reserved == reserved_words()
+    assert contextual == CONTEXTUAL
+    assert not reserved & contextual
+    assert reserved | contextual == keywords()
 
 
 def test_language_doc_lists_the_special_purpose_ranges():

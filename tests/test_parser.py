@@ -213,17 +213,17 @@ def test_cluster_every_setting():
     assert c.nodes == ("kafka1001", "kube1001", "kube1002", "kube1003")
     assert c.control_plane == ("kube1001", "kube1002")
     assert c.etcd == ("bast1001", "kafka1001")
-    assert c.peering.mode == "route-reflectors"
-    assert c.peering.reflectors == ("kube1001", "kube1002")
-    assert c.peering.cluster_id == IPAddress("10.64.16.11")
+    assert c.peerings[0].mode == "route-reflectors"
+    assert c.peerings[0].reflectors == ("kube1001", "kube1002")
+    assert c.peerings[0].cluster_id == IPAddress("10.64.16.11")
     assert c.survive == ("router", "row", "switch")
     assert c.single_uplink_max_share == 50
 
 
 def test_cluster_base_defaults():
     c = ok(BASE).clusters["wikikube-eqiad"]
-    assert c.peering.mode == "routers"
-    assert c.peering.reflectors == () and c.peering.cluster_id is None
+    assert c.peerings[0].mode == "routers"
+    assert c.peerings[0].reflectors == () and c.peerings[0].cluster_id is None
     assert c.nodes == ("kube1001", "kube1002", "kube1003")
     assert c.control_plane == () and c.etcd == ()
     assert c.service_cidrs == nets("10.64.72.0/24")
@@ -235,7 +235,7 @@ def test_cluster_base_defaults():
 def test_cluster_simple_peering_modes(mode):
     text = BASE + f"cluster c2 {{ site eqiad asn 64700 pods 10.90.0.0/24 nodes host kube1003 peer-with {mode} }}"
     c = ok(text).clusters["c2"]
-    assert c.peering.mode == mode
+    assert c.peerings[0].mode == mode
     assert c.nodes == ("kube1003",)
 
 
@@ -346,8 +346,8 @@ def test_service_bare_range_after_protocol():
 
 
 def test_service_icmp_names_numbers_and_codes():
-    ports = service_ports("service p = icmp echo-request, icmp 3 code 4, icmp 11, icmp 255 code 0", "p")
-    assert ports == (I("icmp", 3, 4), I("icmp", 8), I("icmp", 11), I("icmp", 255, 0))
+    ports = service_ports("service p = icmp echo-request, icmp 3 code 4, icmp 11, icmp 254 code 0", "p")
+    assert ports == (I("icmp", 3, 4), I("icmp", 8), I("icmp", 11), I("icmp", 254, 0))
 
 
 def test_service_icmpv6_names_differ_from_icmp():
@@ -570,7 +570,7 @@ def test_app_allow_without_ports_defaults_to_listen():
     assert (src.kind, src.name, src.cidrs, src.apps) == ("app", "web", (), ("web",))
     assert (dst.kind, dst.name, dst.apps) == ("app", "api", ("api",))
     assert flow.ports == (P("tcp", 9000, 9001),)
-    assert flow.rule.ports == (P("tcp", 9000, 9001),)
+    assert flow.rule.ports is None  # none written: the flows carry the listen ports
 
 
 def test_app_allow_with_ports_from_role():
@@ -598,7 +598,7 @@ def test_app_connect_to_two_apps_each_on_its_own_ports():
     fl = flows_of(model, "client")
     assert [(f.destinations[0].name, f.ports) for f in fl] == [
         ("web", (P("tcp", 8080),)), ("api", (P("tcp", 9000, 9001),))]
-    assert fl[0].rule.ports == (P("tcp", 8080), P("tcp", 9000, 9001))
+    assert fl[0].rule.ports is None  # none written: each destination app's own listen ports
 
 
 def test_app_connect_to_role_network_and_internet():
@@ -667,3 +667,48 @@ def test_declarations_across_files_in_any_order():
 def test_string_escapes():
     model = ok(BASE + r'network n = 192.0.2.0/24 description "say \"hi\" \\ bye"')
     assert model.networks["n"].description == 'say "hi" \\ bye'
+
+
+def test_default_app_allow_without_ports_opens_each_apps_own_listen_ports():
+    model = ok(BASE + "default app baseline { allow from cluster wikikube-eqiad }\n"
+               "app quiet { cluster wikikube-eqiad }\n")
+    fl = flows_of(model, "baseline")
+    # one flow per app that listens, on that app's ports; `quiet` listens on nothing and gets none
+    assert [(f.sources[0].label, f.destinations[0].label, f.ports) for f in fl] == [
+        ("cluster wikikube-eqiad", "app api", (P("tcp", 9000, 9001),)),
+        ("cluster wikikube-eqiad", "app web", (P("tcp", 8080),)),
+    ]
+
+
+def test_rule_in_cluster_restricts_to_those_clusters():
+    text = BASE + ("cluster c2 { site eqiad asn 64602 pods 10.64.80.0/24 nodes host kube1001 peer-with routers }\n"
+                   "app multi { clusters wikikube-eqiad, c2  listen tcp 80\n"
+                   "  connect tcp 9092 to network internal in cluster c2\n  allow from app web }\n")
+    model = ok(text)
+    connect, allow = model.apps["multi"].rules
+    assert connect.clusters == ("c2",)
+    assert allow.clusters == ()
+
+
+def test_peer_with_scoped_to_rows_and_racks():
+    text = BASE.replace("  peer-with routers\n", "  peer-with routers\n  peer-with tor for rack eqiad/e1\n")
+    model = ok(text)
+    default, scoped = sorted(model.clusters["wikikube-eqiad"].peerings, key=lambda p: p.scoped)
+    assert (default.mode, default.nodes, default.scoped) == ("routers", ("kube1001", "kube1002"), False)
+    assert (scoped.mode, scoped.nodes, scoped.scoped) == ("tor", ("kube1003",), True)
+
+
+def test_spines_at_site_level():
+    text = BASE.replace('  description "Ashburn"\n',
+                        '  description "Ashburn"\n  spine ssw1-f1-eqiad asn 64810 uplink cr2-eqiad\n')
+    model = ok(text)
+    assert model.sites["eqiad"].spines == ("ssw1-f1-eqiad",)
+    sw = model.switches["ssw1-f1-eqiad"]
+    assert (sw.kind, sw.row, sw.uplinks) == ("spine", None, ("cr2-eqiad",))
+
+
+def test_two_gateways_in_two_subnets_of_a_row():
+    text = BASE.replace("    gateway 10.64.0.1 2620:0:861:101::1\n",
+                        "    gateway 10.64.0.1 2620:0:861:101::1 208.80.154.1\n")
+    model = ok(text)
+    assert [str(g) for g in model.rows["eqiad/a"].gateways] == ["10.64.0.1", "208.80.154.1", "2620:0:861:101::1"]

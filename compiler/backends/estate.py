@@ -38,12 +38,13 @@ def _opt(d: dict, key: str, value: object) -> dict:
 def estate(model: m.Model) -> dict:
     return {
         "$schema": SCHEMA_ID,
-        "sites": {k: _opt({"routers": list(v.routers), "rows": list(v.rows), "source": _src(v)},
+        "sites": {k: _opt({"routers": list(v.routers), "spines": list(v.spines), "rows": list(v.rows),
+                           "source": _src(v)},
                           "description", v.description) for k, v in model.sites.items()},
         "routers": {k: {"site": v.site, "asn": v.asn, "loopbacks": by_family(v.loopbacks), "source": _src(v)}
                     for k, v in model.routers.items()},
-        "switches": {k: _opt(_opt({"kind": v.kind, "site": v.site, "row": v.row, "uplinks": list(v.uplinks),
-                                   "source": _src(v)}, "rack", v.rack), "asn", v.asn)
+        "switches": {k: _opt(_opt(_opt({"kind": v.kind, "site": v.site, "uplinks": list(v.uplinks),
+                                        "source": _src(v)}, "row", v.row), "rack", v.rack), "asn", v.asn)
                      for k, v in model.switches.items()},
         "rows": {k: _opt({"site": v.site, "name": v.name, "spines": list(v.spines), "subnets": by_family(v.subnets),
                           "gateways": by_family(v.gateways), "racks": list(v.racks), "source": _src(v)},
@@ -69,13 +70,16 @@ def estate(model: m.Model) -> dict:
 
 
 def _cluster(c: m.Cluster) -> dict:
-    peering: dict = {"mode": c.peering.mode}
-    if c.peering.mode == "route-reflectors":
-        peering["reflectors"] = list(c.peering.reflectors)
-        peering["cluster_id"] = str(c.peering.cluster_id)
+    peerings = []
+    for p in c.peerings:
+        item: dict = {"mode": p.mode, "nodes": list(p.nodes), "scoped": p.scoped, "source": p.span.location}
+        if p.mode == "route-reflectors":
+            item["reflectors"] = list(p.reflectors)
+            item["cluster_id"] = str(p.cluster_id)
+        peerings.append(item)
     return _opt({
         "site": c.site, "asn": c.asn, "pods": by_family(c.pod_cidrs), "services": by_family(c.service_cidrs),
-        "nodes": list(c.nodes), "control_plane": list(c.control_plane), "etcd": list(c.etcd), "peering": peering,
+        "nodes": list(c.nodes), "control_plane": list(c.control_plane), "etcd": list(c.etcd), "peerings": peerings,
         "survive": list(c.survive), "source": _src(c),
     }, "single_uplink_max_share", c.single_uplink_max_share) | _opt({}, "description", c.description)
 

@@ -18,10 +18,14 @@ REQUIRED = ("site", "asn", "pods", "nodes", "peer-with")
 MEMBER_KINDS = ("host", "role", "rack", "row")
 
 
-def settings_by_keyword(settings: tuple[s.Setting, ...], owner: str, diags: Diagnostics) -> dict[str, s.Setting]:
+def settings_by_keyword(settings: tuple[s.Setting, ...], owner: str, diags: Diagnostics,
+                        repeatable: tuple[str, ...] = ()) -> dict[str, s.Setting]:
     """One setting per keyword; a repeated keyword is an error pointing at the first."""
     out: dict[str, s.Setting] = {}
     for st in settings:
+        if st.keyword in repeatable:
+            out.setdefault(st.keyword, st)
+            continue
         if st.keyword in out:
             diags.error("E601", f"`{st.keyword}` is given twice in {owner}", st.span,
                         notes=(("first given here", out[st.keyword].span),))
@@ -50,7 +54,7 @@ def build(entry_node: s.Cluster, symbols: Symbols, topo: Topology, endpoints: En
     c = entry_node
     name = c.name.value
     owner = f"cluster {name}"
-    st = settings_by_keyword(c.settings, owner, diags)
+    st = settings_by_keyword(c.settings, owner, diags, repeatable=("peer-with",))
     missing = [k for k in REQUIRED if k not in st]
     for k in missing:
         diags.error("E602", f"{owner} does not say `{k}`", c.name.span, _REQUIRED_HINTS[k])
@@ -73,10 +77,11 @@ def build(entry_node: s.Cluster, symbols: Symbols, topo: Topology, endpoints: En
     def members(key: str) -> tuple[str, ...]:
         if key not in st:
             return ()
-        return _hosts(st[key].values[0], f"as {key} of {owner}", site, owner, endpoints, topo, diags)
+        return _hosts(st[key].values[0], f"as {key} of {owner}", site, owner, endpoints, topo, diags) or ()
 
     nodes, control, etcd = members("nodes"), members("control-plane"), members("etcd")
-    peering = _peering(st.get("peer-with"), site, owner, endpoints, topo, diags)
+    peerings = _peerings(tuple(x for x in c.settings if x.keyword == "peer-with"), nodes, site, owner,
+                         endpoints, topo, diags)
     survive = tuple(sorted({n.value for n in st["survive"].values})) if "survive" in st else ()
     share = None
     if "single-uplink" in st:
@@ -85,10 +90,10 @@ def build(entry_node: s.Cluster, symbols: Symbols, topo: Topology, endpoints: En
             diags.error("E602", f"share {pct.value}% is out of range (1 to 100)", pct.span)
         else:
             share = pct.value
-    if missing or site is None or asn is None or peering is None:
+    if missing or site is None or asn is None or peerings is None:
         return None
     return m.Cluster(name, site, asn, pods, tuple(sorted(services, key=lambda n: (n.version, n))), nodes, control,
-                     etcd, peering, survive, share, c.description.value if c.description else None, c.span)
+                     etcd, peerings, survive, share, c.description.value if c.description else None, c.span)
 
 
 _REQUIRED_HINTS = {
@@ -101,11 +106,12 @@ _REQUIRED_HINTS = {
 
 
 def _hosts(peers: tuple[s.Peer, ...], where: str, site: str | None, owner: str, endpoints: Endpoints,
-           topo: Topology, diags: Diagnostics) -> tuple[str, ...]:
-    """Members given as hosts, roles, racks or rows: the hosts they contain, all at the cluster's site."""
+           topo: Topology, diags: Diagnostics) -> tuple[str, ...] | None:
+    """Members given as hosts, roles, racks or rows: the hosts they contain, all at the cluster's site.
+    None when a member could not be resolved (already reported)."""
     eps = endpoints.resolve(peers, where, MEMBER_KINDS)
     if eps is None:
-        return ()
+        return None
     out: set[str] = set()
     for ep, peer in zip(eps, peers, strict=True):
         if ep.kind == "host":
@@ -127,20 +133,75 @@ def _hosts(peers: tuple[s.Peer, ...], where: str, site: str | None, owner: str, 
     return tuple(sorted(out))
 
 
-def _peering(st: s.Setting | None, site: str | None, owner: str, endpoints: Endpoints, topo: Topology,
-             diags: Diagnostics) -> m.Peering | None:
-    if st is None:
+def _peerings(settings: tuple[s.Setting, ...], nodes: tuple[str, ...], site: str | None, owner: str,
+              endpoints: Endpoints, topo: Topology, diags: Diagnostics) -> tuple[m.Peering, ...] | None:
+    """Every node gets exactly one peering mode: a `peer-with ... for X` covers the
+    cluster's nodes in X, the one `peer-with` without `for` covers the rest."""
+    if not settings:
         return None
+    default = [st for st in settings if len(st.values) == 1]
+    for extra in default[1:]:
+        diags.error("E601", f"`peer-with` without `for` is given twice in {owner}", extra.span,
+                    "scope the others to part of the cluster: `peer-with tor for row SITE/ROW`",
+                    notes=(("first given here", default[0].span),))
+    out: list[m.Peering] = []
+    claimed: dict[str, s.Setting] = {}
+    ok = True
+    for st in [x for x in settings if len(x.values) > 1]:
+        scope = _hosts(st.values[1], f"after `for` in {owner}", site, owner, endpoints, topo, diags)
+        if scope is None:
+            ok = False
+            continue
+        covered = tuple(sorted(set(scope) & set(nodes)))
+        if not covered:
+            diags.error("E612", f"`peer-with ... for` selects no node of {owner}", st.span,
+                        "the scope names hosts, roles, racks or rows holding some of the cluster's `nodes`")
+            ok = False
+            continue
+        for h in covered:
+            if h in claimed:
+                diags.error("E612", f"node {h} falls in two `peer-with` scopes of {owner}", st.span,
+                            notes=(("the other scope", claimed[h].span),))
+                ok = False
+            claimed[h] = st
+        p = _peering(st, covered, True, site, owner, endpoints, topo, diags)
+        ok &= p is not None
+        if p:
+            out.append(p)
+    rest = tuple(h for h in nodes if h not in claimed)
+    if default and not rest and nodes:
+        diags.warning("W005", f"this `peer-with` covers no node of {owner}: the scoped ones cover them all",
+                      default[0].span, "remove it, or narrow a scope")
+    elif default:
+        p = _peering(default[0], rest, False, site, owner, endpoints, topo, diags)
+        ok &= p is not None
+        if p:
+            out.append(p)
+    elif rest:
+        diags.error("E612", f"nodes of {owner} with no `peer-with`: {', '.join(rest)}", settings[0].span,
+                    "add a `peer-with` without `for`, or widen a scope")
+        ok = False
+    return tuple(sorted(out, key=lambda p: p.span)) if ok else None
+
+
+def _peering(st: s.Setting, nodes: tuple[str, ...], scoped: bool, site: str | None, owner: str,
+             endpoints: Endpoints, topo: Topology, diags: Diagnostics) -> m.Peering | None:
     mode_parts = st.values[0]
     mode = str(mode_parts[0])
     if mode != "route-reflectors":
-        return m.Peering(mode, (), None, st.span)  # type: ignore[arg-type]
+        return m.Peering(mode, (), None, nodes, scoped, st.span)  # type: ignore[arg-type]
     peers, cluster_id = mode_parts[1], mode_parts[3]
     reflectors = _hosts(peers, f"as route reflectors of {owner}", site, owner, endpoints, topo, diags)
     cid = parse_address(cluster_id, "a route reflector cluster ID", diags, version=4)
+    if reflectors is None:
+        return None
+    if not reflectors:
+        diags.error("E612", f"`peer-with route-reflectors` in {owner} selects no host", st.span,
+                    "name the reflector hosts: `peer-with route-reflectors host rr1, rr2 cluster-id 244.0.0.1`")
+        return None
     if cid is None:
         return None
-    return m.Peering("route-reflectors", reflectors, cid, st.span)
+    return m.Peering("route-reflectors", reflectors, cid, nodes, scoped, st.span)
 
 
 def check_asns(clusters: dict[str, m.Cluster], symbols: Symbols, diags: Diagnostics) -> None:

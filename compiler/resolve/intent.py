@@ -15,7 +15,7 @@ from .. import syntax as s
 from ..diagnostics import Diagnostics
 from .clusters import settings_by_keyword
 from .endpoints import Endpoints
-from .ports import Services, normalise
+from .ports import Services
 from .symbols import Symbols
 from .topology import Topology
 from .values import check_name
@@ -40,6 +40,9 @@ def _options(rule: s.Rule, today: dt.date, diags: Diagnostics) -> tuple[str | No
     return (rule.descriptions[0].value if rule.descriptions else None), expires
 
 
+Ends = tuple[m.Endpoint, m.Endpoint, tuple[m.PortMatch, ...]]  # (peer, local end, ports) of one flow
+
+
 class Intent:
     def __init__(self, symbols: Symbols, topo: Topology, endpoints: Endpoints, services: Services,
                  today: dt.date, diags: Diagnostics):
@@ -52,6 +55,8 @@ class Intent:
         self.apps: dict[str, m.App] = {}
         self.roles: dict[str, m.Role] = {}
         self.flows: list[m.Flow] = []
+        # the clusters each app names, valid or not, so a broken cluster does not also read as "not its cluster"
+        self.declared_clusters: dict[str, set[str]] = {}
 
     def build(self, clusters: dict[str, m.Cluster]) -> None:
         self._check_host_roles()
@@ -87,7 +92,7 @@ class Intent:
         target = self._hosts_endpoint(node, hosts)
         rules: list[m.Rule] = []
         for rule in node.rules:
-            r = self._rule("role", name, rule, target, listen=None)
+            r = self._rule("role", name, rule, target)
             if r is not None:
                 rules.append(r)
         if node.default and node.no_firewall:
@@ -120,6 +125,7 @@ class Intent:
             self.diags.error("E602", f"{owner} does not say where it runs", node.name.span,
                              "add `cluster NAME` (or `clusters A, B`)")
         else:
+            self.declared_clusters[name] = {n.value for n in st["clusters"].values[0]}
             for n in st["clusters"].values[0]:
                 e = self.symbols.lookup("cluster", n.value, "cluster", n.span, self.diags)
                 if e is not None and n.value in clusters:
@@ -142,49 +148,74 @@ class Intent:
             target = m.Endpoint("all-apps", "all apps", (), members, node.name.span)
         else:
             target = m.Endpoint("app", app.name, (), (app.name,), node.name.span)
-        rules = [r for rule in node.rules
-                 if (r := self._rule("app", app.name, rule, target, listen=app.listen if not app.default else None))]
+        rules = [r for rule in node.rules if (r := self._rule("app", app.name, rule, target, app))]
         self.apps[app.name] = m.App(app.name, app.default, app.clusters, app.namespace, app.listen, tuple(rules),
                                     app.description, app.span)
 
     # ----------------------------------------------------------- statements
     def _rule(self, owner_kind: str, owner: str, rule: s.Rule, target: m.Endpoint,
-              listen: tuple[m.PortMatch, ...] | None) -> m.Rule | None:
+              app: m.App | None = None) -> m.Rule | None:
         description, expires = _options(rule, self.today, self.diags)
+        clusters = self._only_in(rule, app)
         word = "from" if rule.verb == "allow" else "to"
         peers = self.endpoints.resolve(rule.peers, f"after `{word}`")
-        ports: tuple[m.PortMatch, ...] | None
-        per_peer_ports: list[tuple[m.Endpoint, tuple[m.PortMatch, ...]]] = []
-        if rule.ports is not None:
-            ports = self.services.port_list(rule.ports)
-            if ports is None or peers is None:
-                return None
-            per_peer_ports = [(p, ports) for p in peers]
-        else:
-            if peers is None:
-                return None
-            ports = self._default_ports(rule, peers, listen)
-            if ports is None:
-                return None
-            if rule.verb == "allow":
-                per_peer_ports = [(p, ports) for p in peers]
-            else:
-                per_peer_ports = [(p, self.apps[p.name].listen) for p in peers]
+        ports = self.services.port_list(rule.ports) if rule.ports is not None else None
+        if peers is None or clusters is None or (rule.ports is not None and ports is None):
+            return None
         direction = "ingress" if rule.verb == "allow" else "egress"
-        mr = m.Rule(owner_kind, owner, direction, peers, ports, description, expires, rule.span)  # type: ignore[arg-type]
-        for peer, pp in per_peer_ports:
+        if ports is not None:
+            ends = [(p, target, ports) for p in peers]
+        else:
+            ends = self._default_ports(rule, peers, target, app, clusters)
+            if ends is None:
+                return None
+        mr = m.Rule(owner_kind, owner, direction, peers, ports, description, expires, clusters, rule.span)  # type: ignore[arg-type]
+        for peer, local, pp in ends:
             if direction == "ingress":
-                self.flows.append(m.Flow((peer,), (target,), pp, mr))
+                self.flows.append(m.Flow((peer,), (local,), pp, mr))
             else:
-                self.flows.append(m.Flow((target,), (peer,), pp, mr))
+                self.flows.append(m.Flow((local,), (peer,), pp, mr))
         return mr
 
-    def _default_ports(self, rule: s.Rule, peers: tuple[m.Endpoint, ...],
-                       listen: tuple[m.PortMatch, ...] | None) -> tuple[m.PortMatch, ...] | None:
-        """`allow from X` means the app's listening ports; `connect to app B` means B's."""
+    def _only_in(self, rule: s.Rule, app: m.App | None) -> tuple[str, ...] | None:
+        """`in cluster X`: one of the app's clusters (any cluster for the default app)."""
+        if len(rule.only_in) > 1:
+            self.diags.error("E611", "a statement has one `in cluster` list", rule.only_in[1].span)
+        if not rule.only_in:
+            return ()
+        where = rule.only_in[0]
+        if app is None:
+            self.diags.error("E606", "`in cluster` applies to apps; a role's rules apply to its hosts", where.span)
+            return None
+        out: list[str] = []
+        ok = True
+        for n in where.clusters:
+            if self.symbols.lookup("cluster", n.value, "cluster", n.span, self.diags) is None:
+                ok = False
+            elif not app.default and n.value not in self.declared_clusters.get(app.name, ()):
+                self.diags.error("E609", f"app {app.name} does not run in cluster {n.value}", n.span,
+                                 f"its clusters: {', '.join(app.clusters) or 'none'}")
+                ok = False
+            else:
+                out.append(n.value)
+        return tuple(sorted(set(out))) if ok else None
+
+    def _default_ports(self, rule: s.Rule, peers: tuple[m.Endpoint, ...], target: m.Endpoint, app: m.App | None,
+                       clusters: tuple[str, ...]) -> list[Ends] | None:
+        """No ports written: `allow from X` means the listening ports of the app (of each app,
+        in the default app); `connect to app B` means B's. Anything else is an error."""
         if rule.verb == "allow":
-            if listen:
-                return listen
+            if app is not None and app.default:
+                serving = [a for _, a in sorted(self.apps.items())
+                           if not a.default and a.listen
+                           and (not clusters or set(a.clusters) & set(clusters))]
+                if not serving:
+                    self.diags.warning("W005", "no app listens on anything here, so this statement opens nothing",
+                                       rule.span, "give it ports, or give apps `listen`")
+                return [(p, m.Endpoint("app", a.name, (), (a.name,), target.span), a.listen)
+                        for p in peers for a in serving]
+            if app is not None and app.listen:
+                return [(p, target, app.listen) for p in peers]
             self.diags.error("E607", "which ports? this statement names none and there is no `listen` to default to",
                              rule.span, "write the ports: `allow tcp 8080 from ...`")
             return None
@@ -198,4 +229,4 @@ class Intent:
             self.diags.error("E607", f"which ports? app {silent[0].name} has no `listen` to default to",
                              silent[0].span, f"write the ports, or add `listen` to app {silent[0].name}")
             return None
-        return normalise([pm for p in peers for pm in self.apps[p.name].listen])
+        return [(p, target, self.apps[p.name].listen) for p in peers]

@@ -26,6 +26,8 @@ def declare(site: s.Site, symbols: Symbols, diags: Diagnostics) -> None:
     sn = site.name.value
     for router in site.routers:
         symbols.declare("device", "router", router.name.value, router.name, router, diags, site=sn)
+    for sp in site.spines:
+        symbols.declare("device", "switch", sp.name.value, sp.name, sp, diags, site=sn)
     for row in site.rows:
         rk = f"{sn}/{row.name.value}"
         symbols.declare("row", "row", rk, row.name, row, diags, site=sn)
@@ -81,26 +83,30 @@ def _networks(subnets: tuple[s.Subnet, ...], owner: str, topo: Topology, diags: 
 
 def _gateways(gateways: tuple[s.Gateway, ...], nets: tuple[IPNetwork, ...], owner: str, topo: Topology,
               diags: Diagnostics) -> tuple[IPAddress, ...]:
+    """At most one gateway per subnet (a row's private and public VLANs each have one)."""
     out: list[IPAddress] = []
+    by_subnet: dict[IPNetwork, IPAddress] = {}
     for gw in gateways:
         for addr in gw.addresses:
             ip = parse_address(addr, "a gateway", diags)
             if ip is None:
                 continue
-            if not any(ip in n for n in nets):
+            subnet = next((n for n in nets if ip in n), None)
+            if subnet is None:
                 diags.error("E209", f"gateway {ip} is outside the subnets of {owner}", addr.span,
                             f"subnets: {', '.join(map(str, nets)) or 'none declared'}")
                 continue
+            if subnet in by_subnet:
+                diags.error("E601", f"{owner} has two gateways in subnet {subnet}: {by_subnet[subnet]} and {ip}",
+                            addr.span)
+                continue
+            by_subnet[subnet] = ip
             _claim(topo, ip, f"the gateway of {owner}", addr.span, diags)
             out.append(ip)
-    families = [ip.version for ip in out]
-    for v in set(families):
-        if families.count(v) > 1:
-            diags.error("E601", f"{owner} has more than one IPv{v} gateway", gateways[-1].span)
     return tuple(sorted(out, key=lambda ip: (ip.version, ip)))
 
 
-def _switch(sw: s.Switch | s.Spine, kind: str, site: str, row: str, rack: str | None,
+def _switch(sw: s.Switch | s.Spine, kind: str, site: str, row: str | None, rack: str | None,
             diags: Diagnostics) -> m.Switch:
     asn = check_asn(sw.asn, diags) if sw.asn is not None else None
     uplinks = tuple(n.value for n in sw.uplinks) if isinstance(sw, s.Spine) else ()
@@ -133,6 +139,7 @@ def _build_site(site: s.Site, symbols: Symbols, topo: Topology, diags: Diagnosti
         topo.routers[r.name.value] = m.Router(r.name.value, sn, tuple(sorted(loops, key=lambda i: (i.version, i))),
                                               asn, _text(r.description), r.span)
         routers.append(r.name.value)
+    spines = _build_spines(site.spines, sn, None, symbols, topo, diags)
     rows = []
     for row in site.rows:
         rk = f"{sn}/{row.name.value}"
@@ -140,7 +147,22 @@ def _build_site(site: s.Site, symbols: Symbols, topo: Topology, diags: Diagnosti
             continue
         rows.append(rk)
         _build_row(sn, rk, row, symbols, topo, diags)
-    topo.sites[sn] = m.Site(sn, tuple(sorted(routers)), tuple(sorted(rows)), _text(site.description), site.span)
+    topo.sites[sn] = m.Site(sn, tuple(sorted(routers)), tuple(sorted(spines)), tuple(sorted(rows)),
+                            _text(site.description), site.span)
+
+
+def _build_spines(spines: tuple[s.Spine, ...], sn: str, rk: str | None, symbols: Symbols, topo: Topology,
+                  diags: Diagnostics) -> list[str]:
+    """Spines of a row, or of the site when they serve several rows; uplinks must be routers."""
+    out = []
+    for sp in spines:
+        if not symbols.owns("device", sp.name.value, sp):
+            continue  # a duplicate name: reported, and must not replace the first device
+        topo.switches[sp.name.value] = _switch(sp, "spine", sn, rk, None, diags)
+        out.append(sp.name.value)
+        for up in sp.uplinks:
+            symbols.lookup("device", up.value, "router", up.span, diags, kind="router")
+    return out
 
 
 def _build_row(sn: str, rk: str, row: s.Row, symbols: Symbols, topo: Topology, diags: Diagnostics) -> None:
@@ -155,14 +177,7 @@ def _build_row(sn: str, rk: str, row: s.Row, symbols: Symbols, topo: Topology, d
         if symbols.owns("device", sw.name.value, sw):
             topo.switches[sw.name.value] = _switch(sw, "access", sn, rk, None, diags)
             switch = sw.name.value
-    spines = []
-    for sp in row.spines:
-        if not symbols.owns("device", sp.name.value, sp):
-            continue  # a duplicate name: reported, and must not replace the first device
-        topo.switches[sp.name.value] = _switch(sp, "spine", sn, rk, None, diags)
-        spines.append(sp.name.value)
-        for up in sp.uplinks:
-            symbols.lookup("device", up.value, "router", up.span, diags, kind="router")
+    spines = _build_spines(row.spines, sn, rk, symbols, topo, diags)
     racks = []
     for rack in row.racks:
         kk = f"{sn}/{rack.name.value}"

@@ -127,8 +127,9 @@ def icmp_type_of(protocol: str, item: s.IcmpPorts, diags: Diagnostics) -> tuple[
     if item.type_number is None:
         return None, None
     ok = True
-    if not 0 <= item.type_number.value <= 255:
-        diags.error("E405", f"ICMP type {item.type_number.value} is out of range (0 to 255)", item.type_number.span)
+    if not 0 <= item.type_number.value <= 254:
+        diags.error("E405", f"ICMP type {item.type_number.value} is out of range (0 to 254)", item.type_number.span,
+                    "Calico rejects type 255 (reserved), so the language does too")
         ok = False
     if item.code is not None and not 0 <= item.code.value <= 255:
         diags.error("E405", f"ICMP code {item.code.value} is out of range (0 to 255)", item.code.span)
