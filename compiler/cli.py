@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
+from . import analysis
 from .diagnostics import render_json, render_text
 from .output import diff_tree, write_tree
 from .project import Result, compile_folder
@@ -27,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netpolc", description="Network and node policy compiler.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_ in (("compile", "compile POLICY_DIR into --out"),
-                        ("check", "compile in memory; exit 1 with a diff when --out is stale")):
+                        ("check", "compile in memory; exit 1 with a diff when --out is stale"),
+                        ("verify", "check the BGP design's redundancy; exit 1 when a declared goal is not met")):
         c = sub.add_parser(name, help=help_, description=help_)
         c.add_argument("policy_dir", nargs="?", default="policies", metavar="POLICY_DIR",
                        help="folder of *.npl files (default: policies)")
@@ -47,6 +50,34 @@ def _report(result: Result, fmt: str) -> None:
         sys.stderr.write(text)
 
 
+def _verify(root: Path, args: argparse.Namespace) -> int:
+    """The redundancy analysis on its own: findings, then one line per failure domain."""
+    result = compile_folder(root, args.today, render=False)
+    if result.model is None:
+        _report(result, args.format)
+        return 1
+    report = analysis.redundancy(result.model)
+    if args.format == "json":
+        doc = {"diagnostics": json.loads(render_json(result.diagnostics, result.root))["diagnostics"],
+               "sweep": [dict(s.as_json(), site=s.site) for s in report.sweeps]}
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        return 0 if result.ok else 1
+    _report(result, args.format)
+    for site in sorted({s.site for s in report.sweeps}):
+        sweeps = report.for_site(site)
+        print(f"site {site}: {len(sweeps)} failure domains, {sum(s.ok for s in sweeps)} keep every surviving "
+              "node routed")
+        for s in sweeps:
+            for verb, per_family in (("cuts off", {f: ", ".join(n) for f, n in s.cut_off.items() if n}),
+                                     ("splits", {f: " | ".join(", ".join(g) for g in gs)
+                                                 for f, gs in s.split.items() if len(gs) > 1})):
+                for text in sorted(set(per_family.values())):
+                    fams = "+".join(f"IPv{f}" for f in sorted(per_family) if per_family[f] == text)
+                    print(f"  {s.failure}: {verb} {text} ({fams})")
+    print("verify: " + ("ok" if result.ok else "declared redundancy not met"))
+    return 0 if result.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -62,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     root = Path(args.policy_dir)
     out = Path(args.out)
+    if args.command == "verify":
+        return _verify(root, args)
     result = compile_folder(root, args.today)
     _report(result, args.format)
     if not result.ok:

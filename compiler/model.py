@@ -250,8 +250,10 @@ class Flow:
     rule: Rule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Model:
+    """Compared by identity, so analyses can be cached per model (see `compiler.analysis`)."""
+
     sites: Mapping[str, Site]
     rows: Mapping[str, Row]
     racks: Mapping[str, Rack]

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import analysis
 from . import model as m
 from . import syntax as s
-from .backends import render_all
+from .backends import BackendError, render_all
 from .diagnostics import Diagnostic, Diagnostics
 from .parser import parse_text
 from .resolve import resolve
@@ -89,18 +90,24 @@ def _no_gc_pauses() -> Iterator[None]:
             gc.enable()
 
 
-def compile_folder(root: Path, today: dt.date | None = None) -> Result:
+def compile_folder(root: Path, today: dt.date | None = None, render: bool = True) -> Result:
+    """Parse, resolve, analyse and (with `render`) run the backends."""
     with _no_gc_pauses():
-        return _compile_folder(root, today)
+        return _compile_folder(root, today, render)
 
 
-def _compile_folder(root: Path, today: dt.date | None) -> Result:
+def _compile_folder(root: Path, today: dt.date | None, render: bool) -> Result:
     diags = Diagnostics()
     result = Result(str(root))
     result.sources = load_sources(root, diags)
     if not diags.has_errors:
         result.model = build_model(result.sources, diags, today)
     if result.model is not None:
-        result.files = render_all(result.model)
+        diags.extend(f.as_diagnostic() for f in analysis.redundancy(result.model).findings)
+    if render and result.model is not None and not diags.has_errors:
+        try:
+            result.files = render_all(result.model)
+        except BackendError as err:
+            diags.error("E007", str(err), None)
     result.diagnostics = diags.sorted()
     return result

@@ -123,10 +123,7 @@ class Endpoints:
                 row = self.topo.rows.get(key)
                 if row is None:
                     return None
-                ipset = IPSet(row.subnets)
-                for rk in row.racks:
-                    ipset |= IPSet(self.topo.racks[rk].subnets)
-                cidrs = cidrs_of(ipset)
+                cidrs = cidrs_of(IPSet([*row.subnets, *(n for rk in row.racks for n in self.topo.racks[rk].subnets)]))
             return m.Endpoint(kind, key, cidrs, (), span)
         if kind in ("host", "router", "switch"):
             entry = self.symbols.lookup("device", name, kind, span, self.diags, kind=kind)
@@ -170,15 +167,11 @@ class Endpoints:
             if self.symbols.lookup("site", name, "site", span, self.diags) is None:
                 return None
             site = self.topo.sites.get(name)
-            ipset = IPSet()
-            for rk in site.rows if site else ():
-                row = self.topo.rows[rk]
-                ipset |= IPSet(row.subnets)
-                for kk in row.racks:
-                    ipset |= IPSet(self.topo.racks[kk].subnets)
-            for r in site.routers if site else ():
-                ipset |= IPSet(self.topo.routers[r].loopbacks)
-            return m.Endpoint("site", name, cidrs_of(ipset), (), span)
+            rows = [self.topo.rows[rk] for rk in site.rows] if site else []
+            members = [n for row in rows for n in row.subnets]
+            members += [n for row in rows for kk in row.racks for n in self.topo.racks[kk].subnets]
+            members += [ip for r in (site.routers if site else ()) for ip in self.topo.routers[r].loopbacks]
+            return m.Endpoint("site", name, cidrs_of(IPSet(members)), (), span)
         # app
         entry = self.symbols.lookup("app", name, "app", span, self.diags)
         if entry is None:
@@ -209,12 +202,9 @@ class Endpoints:
         return None
 
     def _host_cidrs(self, hosts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-        ipset = IPSet()
-        for h in hosts:
-            host = self.topo.hosts.get(h)
-            if host:
-                ipset |= IPSet(host.addresses)
-        return cidrs_of(ipset)
+        """One IPSet built from all addresses at once: a union per host is quadratic."""
+        found = (self.topo.hosts.get(h) for h in hosts)
+        return cidrs_of(IPSet([a for host in found if host for a in host.addresses]))
 
     # -------------------------------------------------------------- networks
     def network(self, name: str, span: Span) -> m.Network | None:
@@ -238,9 +228,7 @@ class Endpoints:
         if members is None or excluded is None:
             self.networks.setdefault(name, None)
             return self.networks[name]
-        ipset = IPSet()
-        for ep in members:
-            ipset |= ep.ipset()
+        ipset = IPSet([c for ep in members for c in ep.cidrs])
         for ep in excluded:
             if not (ipset & ep.ipset()):
                 self.diags.warning("W003", f"excluding {ep.label} removes nothing from network `{name}`", ep.span)
