@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from .. import model as m
-from . import estate
+from . import bgp_report, estate
+from .bgp_report import BackendError
 
-BACKENDS = (estate.render,)
+BACKENDS = (estate.render, bgp_report.render)
+
+__all__ = ["BACKENDS", "BackendError", "render_all"]
 
 
 def render_all(model: m.Model) -> dict[str, bytes]:
