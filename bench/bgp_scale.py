@@ -47,8 +47,9 @@ def generate(nodes: int) -> str:
         for k in range(RACKS_PER_ROW):
             out.append(f"    rack r{r}k{k} {{")
             if l3:
-                out += [f"      switch tor-r{r}k{k} asn 64800", f"      subnet 10.{100 + r}.{k}.0/24 "
-                        f"2001:db8:b:{r:02x}{k:02x}::/64", f"      gateway 10.{100 + r}.{k}.1 2001:db8:b:{r:02x}{k:02x}::1"]
+                v6 = f"2001:db8:b:{r:02x}{k:02x}"
+                out += [f"      switch tor-r{r}k{k} asn 64800", f"      subnet 10.{100 + r}.{k}.0/24 {v6}::/64",
+                        f"      gateway 10.{100 + r}.{k}.1 {v6}::1"]
             for n in range(per_rack):
                 if made >= nodes:
                     break
