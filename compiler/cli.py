@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import analysis
+from .backends import BackendError, bgp_report
 from .diagnostics import render_json, render_text
 from .output import diff_tree, write_tree
 from .project import Result, compile_folder
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--format", choices=("text", "json"), default="text", help="diagnostics format")
         c.add_argument("--today", type=_date, default=None, metavar="YYYY-MM-DD",
                        help="the date expiry is judged against (default: today)")
+        if name == "verify":
+            c.add_argument("--draw", metavar="DIR", default=None,
+                           help="also write each site's redundancy.json and peering picture (faults in red) "
+                                "into DIR, even when the design fails")
     return p
 
 
@@ -54,9 +59,19 @@ def _verify(root: Path, args: argparse.Namespace) -> int:
     """The redundancy analysis on its own: findings, then one line per failure domain."""
     result = compile_folder(root, args.today, render=False)
     if result.model is None:
-        _report(result, args.format)
+        if args.format == "json":
+            doc = {"diagnostics": json.loads(render_json(result.diagnostics, result.root))["diagnostics"], "sweep": []}
+            sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        else:
+            _report(result, args.format)
         return 1
     report = analysis.redundancy(result.model)
+    if args.draw:
+        try:
+            write_tree(Path(args.draw), bgp_report.render(result.model))
+        except BackendError as err:
+            sys.stderr.write(f"netpolc: {err}\n")
+            return 1
     if args.format == "json":
         doc = {"diagnostics": json.loads(render_json(result.diagnostics, result.root))["diagnostics"],
                "sweep": [dict(s.as_json(), site=s.site) for s in report.sweeps]}

@@ -275,3 +275,20 @@ def test_shared_asn_with_the_routers_is_warned(tmp_path: Path):
     model = model_text(cluster("  nodes role w\n  peer-with routers\n").replace("asn 64601", "asn 65000"),
                        tmp_path)
     assert [f.code for f in findings(model)] == ["R110"]
+
+
+def test_verify_draws_the_weak_design_with_faults_in_red(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    folder = str(REPO / "examples" / "weak" / "reflectors-in-one-row")
+    v = subprocess.run([sys.executable, "-m", "compiler", "verify", folder, "--draw", str(tmp_path / "draw"),
+                        "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
+    assert v.returncode == 1
+    import json
+    doc = json.loads(v.stdout)
+    assert {d["code"] for d in doc["diagnostics"]} == {"R103", "R130"}
+    row_a = [s for s in doc["sweep"] if s["failure"] == "row eqiad/a"]
+    assert row_a and row_a[0]["cut_off"] == {"ipv4": ["node2", "node3"], "ipv6": ["node2", "node3"]}
+    dot = (tmp_path / "draw" / "bgp" / "eqiad" / "peering.dot").read_text()
+    assert 'subgraph "cluster-eqiad/a" { label="row eqiad/a"; style=filled; fillcolor="#dbeafe"; color="#dc2626"' in dot
+    assert '"node2" [shape=box, fillcolor="#ffffff", color="#dc2626"' in dot
+    assert (tmp_path / "draw" / "bgp" / "eqiad" / "peering.svg").read_bytes().lstrip().startswith(b"<?xml")

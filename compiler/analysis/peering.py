@@ -94,6 +94,7 @@ class Problem:
     cluster: str | None
     span: Span
     hint: str | None = None
+    node: str | None = None  # the node left without a session, when there is one
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,8 @@ class _Builder:
                                       rr_client, span))
 
     def problem(self, code: str, message: str, element: str, cluster: str | None, span: Span,
-                hint: str | None = None) -> None:
-        self.problems.append(Problem(code, message, element, cluster, span, hint))
+                hint: str | None = None, node: str | None = None) -> None:
+        self.problems.append(Problem(code, message, element, cluster, span, hint, node))
 
     # -------------------------------------------------------------- clusters
     def cluster(self, c: m.Cluster) -> None:
@@ -196,12 +197,12 @@ class _Builder:
             if rack.layer != "l3" or rack.switch is None:
                 self.problem("R106", f"node {n} peers with its rack's ToR, but rack {rack.key} has none "
                              "(an L2 rack)", n, c.name, p.span,
-                             "scope the ToR mode to L3 racks: `peer-with tor for row SITE/ROW`")
+                             "scope the ToR mode to L3 racks: `peer-with tor for row SITE/ROW`", node=n)
                 continue
             tor = self.add_switch(self.model.switches[rack.switch])
             if tor.asn is None:
                 self.problem("R107", f"ToR {tor.name} has no ASN, so node {n} cannot peer with it", tor.name,
-                             c.name, p.span, f"declare it: `switch {tor.name} asn N`")
+                             c.name, p.span, f"declare it: `switch {tor.name} asn N`", node=n)
                 continue
             self.session("node-tor", node, tor, c.name, False, False, p.span)
 

@@ -122,7 +122,6 @@ class _Analysis:
         peering_of = {n: p for p in c.peerings for n in p.nodes}
         reflectors = {r for p in c.peerings for r in p.reflectors}
         single_uplink = c.single_uplink_max_share is not None
-        strict = "error" if c.survive else "warning"
         for n in sorted(set(c.nodes) | reflectors):
             host = self.model.hosts[n]
             p = peering_of.get(n)
@@ -136,7 +135,7 @@ class _Analysis:
                     continue
                 peers = self.upstream.get((n, f), [])
                 if not peers:
-                    if any(pr.code in ("R106", "R107") and pr.element == n for pr in self.graph.problems):
+                    if any(pr.node == n for pr in self.graph.problems):
                         continue
                     self.add(span, "R102", "error", c.name, n, None, f"node {n} has no IPv{f} BGP session",
                              "its peers have no address of that family")
@@ -148,7 +147,9 @@ class _Analysis:
             for (domain, peers), families in sorted(weak.items()):
                 fams = " and ".join(f"IPv{f}" for f in families)
                 via = "" if domain.split(" ", 1)[1] in peers and len(peers) == 1 else f" (peers {_names(peers)})"
-                self.add(span, "R103", strict, c.name, n, domain,
+                goal = FAILURE_KIND_GOAL[domain.split(" ", 1)[0]]
+                severity = "error" if goal in c.survive else "warning"  # an error only against a declared goal
+                self.add(span, "R103", severity, c.name, n, domain,
                          f"node {n} has its {fams} sessions only to {domain}{via}: losing it cuts the node off",
                          "peer with two routers, reflectors in different rows, or declare "
                          "`single-uplink max-share N%` for ToR racks")
@@ -192,7 +193,8 @@ class _Analysis:
     def reflector_rules(self, c: m.Cluster) -> None:
         router_ids = {str(ip) for r in self.model.sites[c.site].routers
                       for ip in self.model.routers[r].loopbacks if ip.version == 4}
-        node_ids = {str(self.graph.speakers[n].router_id) for n in c.nodes if n in self.graph.speakers}
+        members = set(c.nodes) | {r for p in c.peerings for r in p.reflectors}
+        node_ids = {str(self.graph.speakers[n].router_id) for n in members if n in self.graph.speakers}
         by_id: dict[str, tuple[m.Peering, frozenset[str]]] = {}
         for p in c.peerings:
             if p.mode != "route-reflectors":
@@ -209,8 +211,9 @@ class _Analysis:
                          "not be reflected", "give each reflector group its own cluster ID")
             by_id.setdefault(cid, (p, clients))
             if len(p.reflectors) < 2:
-                self.add(p.span, "R103", "error" if c.survive else "warning", c.name, p.reflectors[0]
-                         if p.reflectors else None, f"reflector {_names(p.reflectors)}",
+                severity = "error" if "route-reflector" in c.survive else "warning"
+                self.add(p.span, "R103", severity, c.name, p.reflectors[0] if p.reflectors else None,
+                         f"reflector {_names(p.reflectors)}",
                          f"cluster {c.name} has one route reflector: losing it cuts every client off",
                          "declare at least two reflectors, in different rows")
 

@@ -89,7 +89,7 @@ def peering_dot(model: m.Model, graph: PeeringGraph, report: Report, site: str) 
         out.append(f'  subgraph {_q("cluster-" + row)} {{ label={_q("row " + row)}; style=filled; '
                    f'fillcolor="{colour}";{row_bad}')
         for rack, names in sorted(racks.items()):
-            rack_bad = f' color="{RED}"; penwidth=2;' if rack in bad else ""
+            rack_bad = f' color="{RED}"; penwidth=2;' if rack in bad else ' color=black; penwidth=1;'  # not inherited
             out.append(f'    subgraph {_q("cluster-" + rack)} {{ label={_q("rack " + rack)}; style="rounded,filled";'
                        f' fillcolor=white;{rack_bad}')
             for n in sorted(names):
