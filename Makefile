@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) system-deps
 
 # Debian tools the compiler and tests run: graphviz draws peering.svg; bird2, iproute2,
-# ferm and iptables prove the output. Installed when missing and we are root (as in CI);
-# elsewhere the missing ones are named, and the tests that need them say so.
-SYSTEM_TOOLS := dot:graphviz bird:bird2 ip:iproute2
+# ferm and iptables prove the output; puppet applies examples/puppet's module in its test.
+# Installed when missing and we are root (as in CI); elsewhere the missing ones are named,
+# and the tests that need them say so.
+SYSTEM_TOOLS := dot:graphviz bird:bird2 ip:iproute2 ferm:ferm iptables:iptables puppet:puppet
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \

@@ -222,6 +222,10 @@ class Role:
     hosts: tuple[str, ...]
     description: str | None
     span: Span
+    # `ssh-gateway`: the role's hosts are the SSH bastions; every host firewall must admit
+    # TCP 22 from them (the lock-out guard, `compiler.analysis.lockout`). The span is the statement's.
+    ssh_gateway: bool = False
+    ssh_gateway_span: Span | None = None
 
 
 @dataclass(frozen=True)

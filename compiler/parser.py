@@ -46,7 +46,8 @@ def _keyword_types() -> dict[str, str]:
 # `role tor`. Every other keyword is reserved everywhere. None of these can start a
 # peer, so a name spelled like one never changes the meaning of a peer list
 # (`network foo, internet` must never read a network called `internet`).
-CONTEXTUAL = frozenset({"etcd", "default", "tor", "routers", "nodes", "pods", "services", "spine", "gateway"})
+CONTEXTUAL = frozenset({"etcd", "default", "tor", "routers", "nodes", "pods", "services", "spine", "gateway",
+                        "ssh-gateway"})
 
 
 def _keyword_as_name(tok: Token) -> Token:
@@ -396,11 +397,16 @@ class _ToSyntax(Transformer):
     def no_firewall(self, meta, items):
         return ("no_firewall", self._span(meta))
 
+    def ssh_gateway(self, meta, items):
+        return ("ssh_gateway", self._span(meta))
+
     def role(self, meta, items):
         default = items[0] is not None
         rest = items[1:]
         no_fw = tuple(i[1] for i in rest if isinstance(i, tuple) and i and i[0] == "no_firewall")
-        return s.Role(rest[0], default, self._block_description(rest), _all(rest, s.Rule), no_fw, self._span(meta))
+        gateway = tuple(i[1] for i in rest if isinstance(i, tuple) and i and i[0] == "ssh_gateway")
+        return s.Role(rest[0], default, self._block_description(rest), _all(rest, s.Rule), no_fw, self._span(meta),
+                      gateway)
 
     def app(self, meta, items):
         default = items[0] is not None

@@ -104,6 +104,7 @@ def _compile_folder(root: Path, today: dt.date | None, render: bool) -> Result:
         result.model = build_model(result.sources, diags, today)
     if result.model is not None:
         diags.extend(f.as_diagnostic() for f in analysis.redundancy(result.model).findings)
+        diags.extend(f.as_diagnostic() for f in analysis.lockout(result.model))
     if render and result.model is not None and not diags.has_errors:
         try:
             result.files = render_all(result.model)

@@ -283,6 +283,7 @@ class Role:
     rules: tuple[Rule, ...]
     no_firewall: tuple[Span, ...]
     span: Span
+    ssh_gateway: tuple[Span, ...] = ()  # `ssh-gateway`: the role's hosts are the SSH bastions
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The project's own checks of BGP output: what Calico (or we) reject that no CRD schema can say.
 
-- Calico selectors, for the subset netpolc emits: `==`, `!=`, `has()`, `!`, `&&`, `||`, `all()`,
-  parentheses and quoted strings (grammar after calico.md 2.1; no escapes in strings), parsed
-  into a small tree that can also be evaluated against a node's labels;
+- Calico selectors, for the subset netpolc emits: `==`, `!=`, `in {...}`, `not in {...}`, `has()`,
+  `!`, `&&`, `||`, `all()`, `global()`, parentheses and quoted strings (grammar after calico.md 2.1;
+  no escapes in strings), parsed into a small tree that can also be evaluated against labels;
 - BGPPeer: `node` xor `nodeSelector`, `peerIP` xor `peerSelector`, an AS number with a peer IP and
   none with a peer selector (the CEL rules the schema check skips), AS numbers in range, and the
   family a name states (`-ipv4`/`-ipv6`) matching the peer IP: Calico runs the families apart;
@@ -21,7 +21,7 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 ASN_RANGE = (1, 2**32 - 1)
 BLOCK_RANGE = {4: (20, 32), 6: (116, 128)}
-_TOKEN = re.compile(r"""\s*(?:(?P<op>==|!=|&&|\|\||[!()])|(?P<str>'[^']*'|"[^"]*")|(?P<word>[a-zA-Z0-9_./-]+))""")
+_TOKEN = re.compile(r"""\s*(?:(?P<op>==|!=|&&|\|\||[!(){},])|(?P<str>'[^']*'|"[^"]*")|(?P<word>[a-zA-Z0-9_./-]+))""")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -33,7 +33,7 @@ class SelectorError(ValueError):
 # ------------------------------------------------------------------ selectors
 @dataclass(frozen=True)
 class Sel:
-    """A parsed selector: op is all | has | == | != | not | and | or."""
+    """A parsed selector: op is all | global | has | == | != | in | notin | not | and | or."""
 
     op: str
     args: tuple
@@ -41,12 +41,18 @@ class Sel:
     def matches(self, labels: dict[str, str]) -> bool:
         if self.op == "all":
             return True
+        if self.op == "global":
+            raise ValueError("global() selects non-namespaced resources, not labels")
         if self.op == "has":
             return self.args[0] in labels
         if self.op == "==":
             return labels.get(self.args[0]) == self.args[1]
         if self.op == "!=":  # Calico: also true when the label is absent
             return labels.get(self.args[0]) != self.args[1]
+        if self.op == "in":
+            return labels.get(self.args[0]) in self.args[1]
+        if self.op == "notin":  # like !=: also true when the label is absent
+            return labels.get(self.args[0]) not in self.args[1]
         if self.op == "not":
             return not self.args[0].matches(labels)
         if self.op == "and":
@@ -120,19 +126,35 @@ class _Parser:
             self.take(")")
             return sel
         word = self.take(kind="word")
-        if word in ("all", "has") and self.peek() == ("op", "("):
+        if word in ("all", "global", "has") and self.peek() == ("op", "("):
             self.take("(")
-            if word == "all":
+            if word in ("all", "global"):
                 self.take(")")
-                return Sel("all", ())
+                return Sel(word, ())
             label = self.take(kind="word")
             self.take(")")
             return Sel("has", (label,))
+        if self.peek() in (("word", "in"), ("word", "not")):
+            negated = self.take(kind="word") == "not"
+            if negated:
+                self.take("in")
+            return Sel("notin" if negated else "in", (word, self.string_set()))
         op = self.take(kind="op")
         if op not in ("==", "!="):
             raise SelectorError(f"expected == or != after {word!r} in {self.text!r}")
         value = self.take(kind="str")
         return Sel(op, (word, value[1:-1]))
+
+    def string_set(self) -> frozenset[str]:
+        """`{'a', 'b'}`; empty and a trailing comma are allowed."""
+        self.take("{")
+        values = []
+        while self.peek() != ("op", "}"):
+            values.append(self.take(kind="str")[1:-1])
+            if self.peek() != ("op", "}"):
+                self.take(",")
+        self.take("}")
+        return frozenset(values)
 
 
 def parse_selector(text: str) -> Sel:
@@ -241,13 +263,19 @@ def _label_key_errors(key: str) -> list[str]:
     return []
 
 
-def check_node(doc: dict) -> list[str]:
-    meta = doc["metadata"]
+def label_errors(labels: dict) -> list[str]:
+    """Label keys and values as Kubernetes accepts them (a value: at most 63 characters)."""
     out = []
-    for key, value in (meta.get("labels") or {}).items():
+    for key, value in labels.items():
         out += _label_key_errors(key)
         if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
             out.append(f"label {key}: bad value {value!r}")
+    return out
+
+
+def check_node(doc: dict) -> list[str]:
+    meta = doc["metadata"]
+    out = label_errors(meta.get("labels") or {})
     ann = meta.get("annotations") or {}
     if "projectcalico.org/ASNumber" in ann:
         text = ann["projectcalico.org/ASNumber"]

@@ -65,7 +65,7 @@ def test_compile_writes_estate_and_is_byte_identical_twice(project: Path) -> Non
     r = run("compile", "policies", "--out", "out", cwd=project)
     assert r.returncode == 0, r.stderr
     first = tree(project / "out")
-    assert list(first) == ["estate.json"]
+    assert list(first) == ["estate.json", "ferm/bast1.conf", "ferm/web1.conf"]  # a host firewall per host
     estate = json.loads(first["estate.json"])
     assert estate["hosts"]["web1"]["addresses"] == {"ipv4": ["10.1.0.10"], "ipv6": ["2001:db8:1::10"]}
     assert estate["hosts"]["web1"]["source"] == "estate.npl:8"
@@ -114,7 +114,7 @@ def test_compile_removes_files_no_longer_produced(project: Path) -> None:
     (project / "out" / "calico").mkdir(parents=True)
     (project / "out" / "calico" / "old.yaml").write_text("x")
     assert run("compile", cwd=project).returncode == 0
-    assert list(tree(project / "out")) == ["estate.json"]
+    assert list(tree(project / "out")) == ["estate.json", "ferm/bast1.conf", "ferm/web1.conf"]
 
 
 def test_failed_compile_leaves_out_untouched(project: Path) -> None:

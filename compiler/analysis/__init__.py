@@ -1,4 +1,5 @@
-"""Analyses over the model: the BGP peering graph and its redundancy (later reachability and lint).
+"""Analyses over the model: the BGP peering graph and its redundancy, the host firewalls and
+the lock-out guard over them (later reachability and lint).
 
 They read the model only. Each is computed once per model and shared by the
 backends and commands that need it, through the accessors below.
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import model as m
+from . import hostfw as _hostfw
+from . import lockout as _lockout
 from . import peering as _peering
 from . import redundancy as _redundancy
 
@@ -32,3 +35,13 @@ def peering_graph(model: m.Model) -> _peering.PeeringGraph:
 def redundancy(model: m.Model) -> _redundancy.Report:
     """Findings and the failure sweep of the BGP design (see `redundancy`)."""
     return _cached("redundancy", lambda mm: _redundancy.analyse(mm, peering_graph(mm)), model)
+
+
+def host_firewalls(model: m.Model) -> dict[str, _hostfw.HostFirewall]:
+    """What each host firewall admits, for the hosts that have one (see `hostfw`)."""
+    return _cached("host_firewalls", lambda mm: _hostfw.build(mm, peering_graph(mm)), model)
+
+
+def lockout(model: m.Model) -> list[_lockout.Finding]:
+    """Hosts whose firewall would shut out the SSH gateways or a BGP peer (see `lockout`)."""
+    return _cached("lockout", lambda mm: _lockout.check(mm, host_firewalls(mm), peering_graph(mm)), model)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .. import model as m
-from . import bgp, bgp_report, estate
+from . import bgp, bgp_report, calico, estate, ferm
 from .bgp_report import BackendError
 
-BACKENDS = (estate.render, bgp.render, bgp_report.render)
+BACKENDS = (estate.render, bgp.render, bgp_report.render, calico.render, ferm.render)
 
 __all__ = ["BACKENDS", "BackendError", "render_all"]
 

@@ -98,10 +98,17 @@ class Intent:
         if node.default and node.no_firewall:
             self.diags.error("E606", "the default role cannot turn the firewall off for every host",
                              node.no_firewall[0])
+        if node.default and node.ssh_gateway:
+            self.diags.error("E606", "the default role cannot make every host an SSH gateway",
+                             node.ssh_gateway[0], "say `ssh-gateway` in the role of the bastions")
+        for extra in node.ssh_gateway[1:]:
+            self.diags.error("E601", f"role `{name}` says `ssh-gateway` more than once", extra)
         if not hosts and not node.default:
             self.diags.warning("W002", f"role `{name}` is given to no host", node.name.span)
+        gateway = node.ssh_gateway[0] if node.ssh_gateway and not node.default else None
         self.roles[name] = m.Role(name, node.default, not node.no_firewall, tuple(rules), hosts,
-                                  node.description.value if node.description else None, node.span)
+                                  node.description.value if node.description else None, node.span,
+                                  gateway is not None, gateway)
 
     def _hosts_endpoint(self, node: s.Role, hosts: tuple[str, ...]) -> m.Endpoint:
         cidrs = self.endpoints._host_cidrs(hosts)
