@@ -7,6 +7,12 @@ statement naming the same client networks and services, so the two tools read th
 
     python bench/aerleon_workload.py --sizes 100,1000,10000 [--repeat 3]
 
+or, side by side with Aerleon in its own harness (../shared/bench/aerleon/run_bench.py):
+
+    python run_bench.py --sizes 100,1000,10000 --targets k8s --aclgen AERLEON_VENV/bin/aclgen \
+      --extra 'netpolc=sh -c "PY bench/aerleon_workload.py --render {workload} {workdir}/npl &&
+               PY -m compiler compile {workdir}/npl --out {out}"'
+
 prints, per size, the source size and wall time, CPU time and peak RSS of
 `python -m compiler compile` in a fresh child process (best of --repeat runs).
 """
@@ -92,7 +98,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--render", nargs=2, metavar=("WORKLOAD_JSON", "POLICY_DIR"),
+                    help="only write the workload as netpolc policy (for run_bench.py --extra), then exit")
     args = ap.parse_args()
+    if args.render:
+        target = Path(args.render[1])
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "bench.npl").write_text(render(json.loads(Path(args.render[0]).read_text())))
+        return
     if not Path("/usr/bin/time").exists():
         raise SystemExit("needs GNU time (Debian package `time`) for peak RSS")
     print(f"{'apps':>6} {'source KiB':>10} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9}  (best of {args.repeat})")

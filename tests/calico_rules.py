@@ -319,7 +319,8 @@ def node_addresses(node: dict) -> dict[int, str]:
 
 def expressed_sessions(peers: list[dict], nodes: list[dict]) -> set[tuple]:
     """The sessions Calico would run from these BGPPeers on these labelled nodes:
-    (node, family, peer IP, AS) towards an address, frozenset({node, node}) with a family between nodes."""
+    (node, family, peer IP, AS) towards an address, frozenset({node, node}) with a family between nodes
+    (a peerSelector, or a peerIP that is another node's address)."""
     labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
     addresses = {n["metadata"]["name"]: node_addresses(n) for n in nodes}
     out: set[tuple] = set()
@@ -329,6 +330,10 @@ def expressed_sessions(peers: list[dict], nodes: list[dict]) -> set[tuple]:
         selected = [n for n in labels if scope.matches(labels[n])]
         if spec.get("peerIP"):
             family = IPAddress(spec["peerIP"]).version
+            owner = [t for t in addresses if addresses[t].get(family) == spec["peerIP"]]
+            if owner:  # a Calico node's address: a session between two nodes (Calico adds the reverse side)
+                out |= {(frozenset((n, owner[0])), family) for n in selected if family in addresses[n]}
+                continue
             out |= {(n, family, spec["peerIP"], spec["asNumber"]) for n in selected if family in addresses[n]}
             continue
         targets = parse_selector(spec["peerSelector"])

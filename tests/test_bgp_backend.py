@@ -394,14 +394,20 @@ def test_route_reflector_example() -> None:
     folder = REPO / "examples" / "route-reflectors"
     peers = by_name(docs(folder, "bgp/wikikube-eqiad/bgppeers.yaml"))
     rr = "netpolc.io/route-reflector == '244.0.0.1'"
-    assert sorted(peers) == ["rr-clients-244-0-0-1", "rr-cr1-eqiad-ipv4", "rr-cr1-eqiad-ipv6", "rr-cr2-eqiad-ipv4",
-                             "rr-cr2-eqiad-ipv6", "rr-mesh-244-0-0-1"]
-    assert peers["rr-clients-244-0-0-1"]["spec"] == {
-        "nodeSelector": "netpolc.io/bgp-mode == 'rr-client' && netpolc.io/rr-cluster == '244.0.0.1'",
-        "peerSelector": rr}
+    assert sorted(peers) == ["rr-cr1-eqiad-ipv4", "rr-cr1-eqiad-ipv6", "rr-cr2-eqiad-ipv4", "rr-cr2-eqiad-ipv6",
+                             "rr-k8s-rr1001-ipv4", "rr-k8s-rr1001-ipv6", "rr-k8s-rr1002-ipv4", "rr-k8s-rr1002-ipv6",
+                             "rr-mesh-244-0-0-1"]
+    # clients -> each reflector by address (site.npl: k8s-rr1001 10.64.0.40, k8s-rr1002 2620:0:861:102:10:64:16:40),
+    # so numAllowedLocalASNumbers applies (Calico reads it for peerIP peers only)
+    clients = "netpolc.io/bgp-mode == 'rr-client' && netpolc.io/rr-cluster == '244.0.0.1'"
+    assert peers["rr-k8s-rr1001-ipv4"]["spec"] == {"nodeSelector": clients, "peerIP": "10.64.0.40", "asNumber": 64601,
+                                                   "numAllowedLocalASNumbers": 1}
+    assert peers["rr-k8s-rr1002-ipv6"]["spec"]["peerIP"] == "2620:0:861:102:10:64:16:40"
     assert peers["rr-mesh-244-0-0-1"]["spec"] == {"nodeSelector": rr, "peerSelector": rr}
+    # towards the routers, the reflectors keep the clients' next hop (no detour through the reflector)
     assert peers["rr-cr2-eqiad-ipv6"]["spec"] == {"nodeSelector": rr, "peerIP": "2620:0:861:ffff::2",
-                                                  "asNumber": 14907, "numAllowedLocalASNumbers": 1}
+                                                  "asNumber": 14907, "numAllowedLocalASNumbers": 1,
+                                                  "nextHopMode": "Keep"}
     assert peers["rr-cr1-eqiad-ipv4"]["spec"]["peerIP"] == "208.80.154.196"
     nodes = by_name(docs(folder, "bgp/wikikube-eqiad/nodes.yaml"))
     assert sorted(nodes) == ["k8s-rr1001", "k8s-rr1002", "kubernetes1001", "kubernetes1002", "kubernetes1003",

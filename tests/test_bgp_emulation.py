@@ -407,11 +407,6 @@ class TestMixedLab:
         snap, problems, took = lab.converge(lambda s: sorted(map(str, want - s.established(lab))), timeout=CONVERGE)
         assert not problems and snap.established(lab) == want, problems
 
-    @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "kube-c1's pod routes reach the reflectors through ToR and routers with AS path 14907 64811 64601; the "
-        "reflectors take them (numAllowedLocalASNumbers on their router peers) and reflect them, but every client "
-        "drops them as an AS-path loop: the rr-clients BGPPeer is a peerSelector peer, which carries no "
-        "`allow local as` (Calico reads numAllowedLocalASNumbers only for peerIP peers)"))
     def test_reflector_clients_learn_the_tor_rack(self, mixed: Run) -> None:
         lab = mixed.lab
         clients = [n for n in lab.nodes() if lab.devices[n].kind == "node" and n != "kube-c1"]
@@ -426,11 +421,6 @@ class TestMixedLab:
         _, problems, _ = lab.converge(healthy(lab), timeout=4)
         assert not problems, "\n".join(problems)
 
-    @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "the reflectors announce every client's block to the routers over eBGP, where BIRD (like most "
-        "routers) puts its own address as next hop: the routers send pod traffic to a reflector, which "
-        "sends it back to them for clients outside its row (a forwarding loop); the rr-<router> BGPPeers "
-        "need nextHopMode: Keep"))
     def test_routers_forward_to_the_owning_node(self, mixed: Run) -> None:
         lab = mixed.lab
         blocks = {b for n in lab.nodes() for b in lab.blocks(n).values()}

@@ -190,7 +190,7 @@ def test_single_uplink_share_is_enforced(tmp_path: Path):
                                "  survive rack\n"), tmp_path)
     (f,) = findings(model, "R104")
     assert (f.element, f.failure, f.severity) == ("s1/e1", "rack s1/e1", "error")
-    assert "holds 2 of the 3 nodes" in f.message and "(67%)" in f.message
+    assert "holds 2 single-uplink node(s) of the 3 nodes" in f.message and "(67%)" in f.message
 
 
 def test_tor_without_single_uplink_declared_is_a_weak_node(tmp_path: Path):
@@ -292,3 +292,14 @@ def test_verify_draws_the_weak_design_with_faults_in_red(tmp_path: Path):
     assert 'subgraph "cluster-eqiad/a" { label="row eqiad/a"; style=filled; fillcolor="#dbeafe"; color="#dc2626"' in dot
     assert '"node2" [shape=box, fillcolor="#ffffff", color="#dc2626"' in dot
     assert (tmp_path / "draw" / "bgp" / "eqiad" / "peering.svg").read_bytes().lstrip().startswith(b"<?xml")
+
+
+def test_single_uplink_share_counts_only_single_uplink_nodes(tmp_path: Path):
+    # 4 routers-mode nodes in rows a-c and 3 ToR nodes in row e (e1: 2, e2: 1) of 7: rack e1 holds
+    # 2/7 = 29% single-uplink nodes; with 30% allowed that passes, although row a holds 2/7 too
+    model = model_text(cluster("  nodes role w, t\n  peer-with routers\n  peer-with tor for row s1/e\n"
+                               "  single-uplink max-share 30%\n  survive router\n"), tmp_path)
+    assert findings(model, "R104") == []
+    model = model_text(cluster("  nodes role w, t\n  peer-with routers\n  peer-with tor for row s1/e\n"
+                               "  single-uplink max-share 25%\n  survive router\n"), tmp_path)
+    assert [f.element for f in findings(model, "R104")] == ["s1/e1"]

@@ -181,14 +181,14 @@ class _Analysis:
         scopes = [("rack", "rack")] + ([("row", "row")] if "row" in c.survive else [])
         for attr, word in scopes:
             counts: dict[str, int] = defaultdict(int)
-            for n in c.nodes:
+            for n in single:  # nodes with two uplinks elsewhere do not count against the single-uplink share
                 counts[getattr(self.model.hosts[n], attr)] += 1
             for where, count in sorted(counts.items()):
                 pct = 100 * count / len(c.nodes)
                 if pct > limit:
                     self.add(c.span, "R104", "error", c.name, where, f"{word} {where}",
-                             f"{word} {where} holds {count} of the {len(c.nodes)} nodes of cluster {c.name} "
-                             f"({pct:.0f}%), more than the {limit}% its single-uplink design allows")
+                             f"{word} {where} holds {count} single-uplink node(s) of the {len(c.nodes)} nodes of "
+                             f"cluster {c.name} ({pct:.0f}%), more than the {limit}% its single-uplink design allows")
 
     def reflector_rules(self, c: m.Cluster) -> None:
         router_ids = {str(ip) for r in self.model.sites[c.site].routers

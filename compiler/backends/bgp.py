@@ -185,10 +185,14 @@ def _peers(model: m.Model, graph: PeeringGraph, ids: dict[str, IPAddress], speak
             peers.add(f"tor-{rack.site}-{rack.name}-{fam}",
                       _ip_peer(s, f"{_eq(RACK, where)} && {_eq(MODE, 'tor')}"), s.span)
         elif s.kind == "client-reflector":
+            # A peerIP peer per reflector, not a peerSelector: Calico applies numAllowedLocalASNumbers
+            # only to peerIP peers, and clients must accept routes that went out through the routers
+            # and came back with the cluster's own AS in the path (a ToR rack of the same cluster).
+            # The reflector's side follows by Calico's reverse peering of node addresses.
             cid = str(ids[s.b])
-            peers.add(f"rr-clients-{cid.replace('.', '-')}",
-                      {"nodeSelector": Quoted(f"{_eq(MODE, 'rr-client')} && {_eq(RR_CLUSTER, cid)}"),
-                       "peerSelector": Quoted(_eq(REFLECTOR, cid))}, s.span)
+            spec = _ip_peer(s, f"{_eq(MODE, 'rr-client')} && {_eq(RR_CLUSTER, cid)}")
+            spec["numAllowedLocalASNumbers"] = 1
+            peers.add(f"rr-{s.b}-{fam}", spec, s.span)
         elif s.kind == "reflector-mesh":
             cid = str(ids[s.a])
             peers.add(f"rr-mesh-{cid.replace('.', '-')}",
@@ -197,7 +201,9 @@ def _peers(model: m.Model, graph: PeeringGraph, ids: dict[str, IPAddress], speak
         elif s.kind == "reflector-router":
             cid = str(ids[s.a])
             name = f"rr-{cid.replace('.', '-')}-{s.b}-{fam}" if several_ids else f"rr-{s.b}-{fam}"
-            peers.add(name, _ip_peer(s, _eq(REFLECTOR, cid)), s.span)
+            spec = _ip_peer(s, _eq(REFLECTOR, cid))
+            spec["nextHopMode"] = "Keep"  # routers must send pod traffic to the owning node, not the reflector
+            peers.add(name, spec, s.span)
         else:
             raise AssertionError(f"unknown session kind {s.kind}")
     for (router, family), group in by_device.items():
@@ -214,12 +220,20 @@ def _neighbour_files(model: m.Model, graph: PeeringGraph) -> dict[str, bytes]:
     for s in graph.sessions:
         if graph.speakers[s.b].kind in DEVICE_KINDS:
             by_device[s.b].append(s)
+    fabric: dict[str, set[str]] = defaultdict(set)  # the devices' own sessions: ToR-spine-router, router-router
+    for fl in graph.fabric:
+        fabric[fl.a].add(fl.b)
+        fabric[fl.b].add(fl.a)
+    for site in model.sites.values():
+        for r in site.routers:
+            fabric[r] |= set(site.routers) - {r}
     by_site: dict[str, dict] = defaultdict(dict)
     for name, sessions in by_device.items():
         device = graph.speakers[name]
-        by_site[device.site][name] = _device(model, device, sessions)
+        by_site[device.site][name] = _device(model, device, sessions) | {"fabric": sorted(fabric[name])}
     header_extra = [
-        "Per router and ToR: its BGP neighbours (the cluster nodes and reflectors that peer with it)",
+        "Per router and ToR: its BGP neighbours (the cluster nodes and reflectors that peer with it),",
+        "the fabric devices it must exchange those routes with (spines, uplink routers, the other routers),",
         "and the prefixes to import from them: each cluster's pod and service ranges, to be accepted",
         "with any longer prefix inside them (\"orlonger\", as Wikimedia's routers do) and nothing else.",
     ]
