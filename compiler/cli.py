@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import analysis
+from . import analysis, commands
 from .backends import BackendError, bgp_report
 from .diagnostics import render_json, render_text
 from .output import diff_tree, write_tree
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("--draw", metavar="DIR", default=None,
                            help="also write each site's redundancy.json and peering picture (faults in red) "
                                 "into DIR, even when the design fails")
+    commands.register_all(sub)
     return p
 
 
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     root = Path(args.policy_dir)
     out = Path(args.out)
     if args.command == "verify":

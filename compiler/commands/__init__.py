@@ -1,0 +1,17 @@
+"""Review-workflow commands beyond compile/check/verify, each in its own module.
+
+A module here defines `register(sub)`, which adds its subparser and sets
+`handler=<function(args) -> exit code>` with `set_defaults`. Add it to COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+COMMANDS: tuple[str, ...] = ()  # module names, e.g. ("diff", "explain", "lint", "fmt")
+
+
+def register_all(sub: argparse._SubParsersAction) -> None:
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
