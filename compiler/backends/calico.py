@@ -21,6 +21,7 @@ Rules are built in `calico_peers.py`; this module decides where they go and lays
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 
 from .. import model as m
@@ -99,9 +100,11 @@ def _cluster_files(model: m.Model, cluster: m.Cluster) -> dict[str, bytes]:
         base + "globalnetworkpolicies.yaml": dump_documents(
             HEADER, _global_policies(model, cluster, apps, namespaces, every_app)),
     }
+    by_namespace: dict[str, list[dict]] = defaultdict(list)  # one pass: apps x namespaces is quadratic
+    for name, a in apps.items():
+        by_namespace[_namespace(a)].append(_app_policy(a, per_app[name]))
     for ns in namespaces:
-        policies = [_app_policy(a, per_app[name]) for name, a in apps.items() if _namespace(a) == ns]
-        out[base + f"{ns}.yaml"] = dump_documents(HEADER, policies)
+        out[base + f"{ns}.yaml"] = dump_documents(HEADER, by_namespace[ns])
     return out
 
 
