@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "info"]  # info: lint findings that ask for no change
 
 
 @dataclass(frozen=True, order=True)
@@ -131,8 +131,9 @@ def render_text(diags: Iterable[Diagnostic], sources: dict[str, str], root: str 
             out.append(f"  = help: {d.hint}")
     errors = sum(d.severity == "error" for d in diags)
     warnings = sum(d.severity == "warning" for d in diags)
-    if errors or warnings:
-        out.append(f"{errors} error(s), {warnings} warning(s)")
+    infos = sum(d.severity == "info" for d in diags)
+    if errors or warnings or infos:
+        out.append(f"{errors} error(s), {warnings} warning(s)" + (f", {infos} info(s)" if infos else ""))
     return "\n".join(out) + ("\n" if out else "")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import model as m
+from . import connectivity as _connectivity
 from . import hostfw as _hostfw
 from . import lockout as _lockout
 from . import peering as _peering
@@ -45,3 +46,8 @@ def host_firewalls(model: m.Model) -> dict[str, _hostfw.HostFirewall]:
 def lockout(model: m.Model) -> list[_lockout.Finding]:
     """Hosts whose firewall would shut out the SSH gateways or a BGP peer (see `lockout`)."""
     return _cached("lockout", lambda mm: _lockout.check(mm, host_firewalls(mm), peering_graph(mm)), model)
+
+
+def connectivity_facts(model: m.Model) -> _connectivity.Connectivity:
+    """Who may reach whom, on which ports, per family: the flows over concrete ends (see `connectivity`)."""
+    return _cached("connectivity", _connectivity.build, model)

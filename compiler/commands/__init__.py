@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS: tuple[str, ...] = ()  # module names, e.g. ("diff", "explain", "lint", "fmt")
+COMMANDS: tuple[str, ...] = ("diff", "explain", "fmt", "lint")  # module names, e.g. ("diff", "explain", "lint", "fmt")
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:
