@@ -31,6 +31,8 @@ compile: $(STAMP) system-deps
 
 check: $(STAMP)
 	$(PY) -m compiler check policies --out out
+	$(PY) -m compiler lint policies
+	$(PY) -m compiler fmt --check policies examples
 
 lint: $(STAMP)
 	$(PY) -m ruff check compiler tests bench
