@@ -7,23 +7,16 @@ Exit codes: 0 ok, 1 policy errors or stale output, 2 usage errors,
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from pathlib import Path
 
 from . import analysis, commands
 from .backends import BackendError, bgp_report
+from .commands import iso_date
 from .diagnostics import render_json, render_text
 from .output import diff_tree, write_tree
 from .project import Result, compile_folder
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a date (YYYY-MM-DD)") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder of *.npl files (default: policies)")
         c.add_argument("--out", default="out", help="output folder (default: out)")
         c.add_argument("--format", choices=("text", "json"), default="text", help="diagnostics format")
-        c.add_argument("--today", type=_date, default=None, metavar="YYYY-MM-DD",
+        c.add_argument("--today", type=iso_date, default=None, metavar="YYYY-MM-DD",
                        help="the date expiry is judged against (default: today)")
         if name == "verify":
             c.add_argument("--draw", metavar="DIR", default=None,

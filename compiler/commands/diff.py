@@ -14,7 +14,6 @@ does not compile (its diagnostics are shown); 2 for a usage error (a bad revisio
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import os
 import re
@@ -30,7 +29,7 @@ from .. import model as m
 from ..analysis import connectivity as conn
 from ..diagnostics import render_text
 from ..project import Result, compile_folder
-from . import diff_format
+from . import diff_format, iso_date
 
 SOURCE_REF = re.compile(rb"([\w./-]+\.npl):\d+")
 FORMATS = {"text": diff_format.text, "markdown": diff_format.markdown, "json": diff_format.json_doc}
@@ -112,13 +111,6 @@ class UsageError(Exception):
     pass
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a date (YYYY-MM-DD)") from None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     help_ = "compare two policy folders (or a git revision with the working tree) by what they allow"
     c = sub.add_parser("diff", help=help_, description=help_,
@@ -129,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--format", choices=sorted(FORMATS), default="text",
                    help="text (terminal), markdown (a pull-request comment) or json (tools)")
     c.add_argument("--exit-code", action="store_true", help="exit 1 when anything changed")
-    c.add_argument("--today", type=_date, default=None, metavar="YYYY-MM-DD",
+    c.add_argument("--today", type=iso_date, default=None, metavar="YYYY-MM-DD",
                    help="the date expiry is judged against (default: today)")
     c.set_defaults(handler=run)
 

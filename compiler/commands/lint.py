@@ -20,15 +20,9 @@ from pathlib import Path
 from ..analysis import lint
 from ..diagnostics import Diagnostics, render_json, render_text
 from ..project import compile_folder, parse_all
+from . import iso_date
 
 RANK = {"info": 0, "warning": 1, "error": 2}
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not a date (YYYY-MM-DD)") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("policy_dir", nargs="?", default="policies", metavar="POLICY_DIR",
                    help="folder of *.npl files (default: policies)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="findings format")
-    p.add_argument("--today", type=_date, default=None, metavar="YYYY-MM-DD",
+    p.add_argument("--today", type=iso_date, default=None, metavar="YYYY-MM-DD",
                    help="the date expiry is judged against (default: today)")
     p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
                    help="the least severe finding that makes the exit code 1 (default: error)")
