@@ -8,14 +8,16 @@ came from. Backends and analyses read this and nothing else.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from netaddr import IPAddress, IPNetwork, IPSet
 
 from .diagnostics import Span
+
+T = TypeVar("T", IPAddress, IPNetwork)
 
 Protocol = Literal["tcp", "udp", "sctp", "icmp", "icmpv6", "any"]
 
@@ -271,6 +273,16 @@ class Model:
     apps: Mapping[str, App]
     flows: tuple[Flow, ...]
     files: tuple[str, ...]
+
+
+def family_sorted(items: Iterable[T]) -> tuple[T, ...]:
+    """Addresses or networks IPv4 first, then by value: the one order every output uses."""
+    return tuple(sorted(items, key=lambda n: (n.version, n)))
+
+
+def cidrs_of(ipset: IPSet) -> tuple[IPNetwork, ...]:
+    """The fewest CIDRs covering a set, in output order."""
+    return family_sorted(ipset.iter_cidrs())
 
 
 def frozen_map(items: dict) -> Mapping:

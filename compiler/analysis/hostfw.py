@@ -201,7 +201,7 @@ class _Builder:
         out = []
         port = (m.PortMatch("tcp", BGP_PORT, BGP_PORT),)
         for (span, cluster), peers in sorted(by_span.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-            sets = tuple(AddressSet("bgp-peer", p, tuple(sorted(ips, key=lambda n: (n.version, n))))
+            sets = tuple(AddressSet("bgp-peer", p, m.family_sorted(ips))
                          for p, ips in sorted(peers.items()))
             text = (f"BGP from its peers ({', '.join(sorted(kinds[(span, cluster)]))}): "
                     f"{', '.join(sorted(peers))}")

@@ -665,7 +665,7 @@ class _Lint:
             span = self.names.get(("network", b.name), b.span)
             scope = (a.span, b.span)
             note = ((f"network `{a.name}` is here", a.span),)
-            same = sorted(written[a.name] & written[b.name], key=lambda c: (c.version, c))
+            same = m.family_sorted(written[a.name] & written[b.name])
             if same:
                 yield Finding("L050", f"networks `{a.name}` and `{b.name}` both list {_cidrs_text(same)}, but neither "
                               "holds the other", span, "a range copied into the wrong network? remove it from the one "

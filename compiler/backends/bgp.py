@@ -251,6 +251,6 @@ def _device(model: m.Model, device: Speaker, sessions: list[Session]) -> dict:
         "neighbours": [{"address": str(s.a_ip), "remote_as": s.a_asn, "family": _family(s.family),
                         "multihop": s.multihop, "peer": s.a, "cluster": s.cluster, "rr_client": s.rr_client}
                        for s in ordered],
-        "import_prefixes": {_family(v): [str(n) for n in sorted(prefixes, key=lambda n: (n.version, n))
+        "import_prefixes": {_family(v): [str(n) for n in m.family_sorted(prefixes)
                                           if n.version == v] for v in (4, 6)},
     }

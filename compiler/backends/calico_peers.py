@@ -67,7 +67,7 @@ def quoted_list(values: Iterable[str]) -> str:
 
 
 def _nets(cidrs: Iterable[IPNetwork]) -> list[str]:
-    return [str(n) for n in sorted(set(cidrs), key=lambda n: (n.version, n))]
+    return [str(n) for n in m.family_sorted(set(cidrs))]
 
 
 class Peers:

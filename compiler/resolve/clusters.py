@@ -46,7 +46,7 @@ def pod_ranges(cluster: s.Cluster, topo: Topology, diags: Diagnostics) -> tuple[
                 topo.subnets.append((net, f"the {st.keyword} range of cluster {cluster.name.value}", addr.span))
                 if st.keyword == "pods":
                     out.append(net)
-    return tuple(sorted(out, key=lambda n: (n.version, n)))
+    return m.family_sorted(out)
 
 
 def build(entry_node: s.Cluster, symbols: Symbols, topo: Topology, endpoints: Endpoints,
@@ -92,7 +92,7 @@ def build(entry_node: s.Cluster, symbols: Symbols, topo: Topology, endpoints: En
             share = pct.value
     if missing or site is None or asn is None or peerings is None:
         return None
-    return m.Cluster(name, site, asn, pods, tuple(sorted(services, key=lambda n: (n.version, n))), nodes, control,
+    return m.Cluster(name, site, asn, pods, m.family_sorted(services), nodes, control,
                      etcd, peerings, survive, share, c.description.value if c.description else None, c.span)
 
 

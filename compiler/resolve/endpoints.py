@@ -26,12 +26,8 @@ ANY = ("0.0.0.0/0", "::/0")
 ADDRESS_KINDS = ("host", "router", "switch", "role", "network", "cluster", "rack", "row", "site")
 
 
-def cidrs_of(ipset: IPSet) -> tuple[IPNetwork, ...]:
-    return tuple(sorted(ipset.iter_cidrs(), key=lambda n: (n.version, n)))
-
-
 def _hosts_cidrs(addresses: tuple) -> tuple[IPNetwork, ...]:
-    return cidrs_of(IPSet(addresses))
+    return m.cidrs_of(IPSet(addresses))
 
 
 class Endpoints:
@@ -101,7 +97,7 @@ class Endpoints:
         if isinstance(peer, s.AnyPeer):
             return m.Endpoint("any", "any", tuple(IPNetwork(c) for c in ANY), (), peer.span)
         internet = IPSet(ANY) - SPECIAL_PURPOSE - self.estate
-        return m.Endpoint("internet", "internet", cidrs_of(internet), (), peer.span)
+        return m.Endpoint("internet", "internet", m.cidrs_of(internet), (), peer.span)
 
     def named(self, kind: str, ref: s.Ref) -> m.Endpoint | None:
         if len(ref.parts) > 1 and kind not in ("rack", "row"):
@@ -123,7 +119,7 @@ class Endpoints:
                 row = self.topo.rows.get(key)
                 if row is None:
                     return None
-                cidrs = cidrs_of(IPSet([*row.subnets, *(n for rk in row.racks for n in self.topo.racks[rk].subnets)]))
+                cidrs = m.cidrs_of(IPSet([*row.subnets, *(n for rk in row.racks for n in self.topo.racks[rk].subnets)]))
             return m.Endpoint(kind, key, cidrs, (), span)
         if kind in ("host", "router", "switch"):
             entry = self.symbols.lookup("device", name, kind, span, self.diags, kind=kind)
@@ -171,7 +167,7 @@ class Endpoints:
             members = [n for row in rows for n in row.subnets]
             members += [n for row in rows for kk in row.racks for n in self.topo.racks[kk].subnets]
             members += [ip for r in (site.routers if site else ()) for ip in self.topo.routers[r].loopbacks]
-            return m.Endpoint("site", name, cidrs_of(IPSet(members)), (), span)
+            return m.Endpoint("site", name, m.cidrs_of(IPSet(members)), (), span)
         # app
         entry = self.symbols.lookup("app", name, "app", span, self.diags)
         if entry is None:
@@ -204,7 +200,7 @@ class Endpoints:
     def _host_cidrs(self, hosts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
         """One IPSet built from all addresses at once: a union per host is quadratic."""
         found = (self.topo.hosts.get(h) for h in hosts)
-        return cidrs_of(IPSet([a for host in found if host for a in host.addresses]))
+        return m.cidrs_of(IPSet([a for host in found if host for a in host.addresses]))
 
     # -------------------------------------------------------------- networks
     def network(self, name: str, span: Span) -> m.Network | None:
@@ -235,7 +231,7 @@ class Endpoints:
             ipset -= ep.ipset()
         if not ipset:
             self.diags.warning("W004", f"network `{name}` holds no address", node.name.span)
-        net = m.Network(name, cidrs_of(ipset), members, excluded,
+        net = m.Network(name, m.cidrs_of(ipset), members, excluded,
                         node.description.value if node.description else None, node.span)
         self.networks.setdefault(name, net)
         return self.networks[name]

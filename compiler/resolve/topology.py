@@ -78,7 +78,7 @@ def _networks(subnets: tuple[s.Subnet, ...], owner: str, topo: Topology, diags: 
             if net is not None:
                 out.append(net)
                 topo.subnets.append((net, owner, addr.span))
-    return tuple(sorted(out, key=lambda n: (n.version, n)))
+    return m.family_sorted(out)
 
 
 def _gateways(gateways: tuple[s.Gateway, ...], nets: tuple[IPNetwork, ...], owner: str, topo: Topology,
@@ -103,7 +103,7 @@ def _gateways(gateways: tuple[s.Gateway, ...], nets: tuple[IPNetwork, ...], owne
             by_subnet[subnet] = ip
             _claim(topo, ip, f"the gateway of {owner}", addr.span, diags)
             out.append(ip)
-    return tuple(sorted(out, key=lambda ip: (ip.version, ip)))
+    return m.family_sorted(out)
 
 
 def _switch(sw: s.Switch | s.Spine, kind: str, site: str, row: str | None, rack: str | None,
@@ -136,7 +136,7 @@ def _build_site(site: s.Site, symbols: Symbols, topo: Topology, diags: Diagnosti
             if sum(ip.version == v for ip in loops) > 1:
                 diags.error("E601", f"router {r.name.value} has more than one IPv{v} loopback", r.span)
         asn = check_asn(r.asn, diags) or 0
-        topo.routers[r.name.value] = m.Router(r.name.value, sn, tuple(sorted(loops, key=lambda i: (i.version, i))),
+        topo.routers[r.name.value] = m.Router(r.name.value, sn, m.family_sorted(loops),
                                               asn, _text(r.description), r.span)
         routers.append(r.name.value)
     spines = _build_spines(site.spines, sn, None, symbols, topo, diags)
@@ -245,7 +245,7 @@ def _build_host(sn: str, rk: str, kk: str, h: s.Host, home: tuple[IPNetwork, ...
         if r.value in seen:
             diags.error("E102", f"role `{r.value}` is listed twice for host {h.name.value}", r.span)
         seen.add(r.value)
-    return m.Host(h.name.value, sn, rk, kk, tuple(sorted(addrs, key=lambda i: (i.version, i))),
+    return m.Host(h.name.value, sn, rk, kk, m.family_sorted(addrs),
                   tuple(sorted(seen)), True, _text(h.description), h.span)
 
 

@@ -56,10 +56,6 @@ def estate_addresses(model: m.Model) -> IPSet:
     return IPSet(nets)
 
 
-def _nets(ipset: IPSet) -> tuple[IPNetwork, ...]:
-    return tuple(sorted(ipset.iter_cidrs(), key=lambda n: (n.version, n)))
-
-
 def _host_party(model: m.Model, name: str, only: IPAddress | None = None) -> Party:
     host = model.hosts[name]
     addresses = (only,) if only is not None else host.addresses
@@ -155,7 +151,7 @@ def resolve(model: m.Model, spec: Spec) -> list[Party]:
         return [Party("any", "any", "any address", tuple(IPNetwork(c) for c in ANY), "any")]
     if spec.name == "internet" or spec.name == "outside" and not any("outside" in t for t in _tables(model).values()):
         internet = IPSet(ANY) - SPECIAL_PURPOSE - estate_addresses(model)
-        return [Party("internet", "internet", "internet (every address outside the estate)", _nets(internet),
+        return [Party("internet", "internet", "internet (every address outside the estate)", m.cidrs_of(internet),
                       "internet")]
     tables = _tables(model)
     found = [k for k, t in tables.items() if spec.name in t]
