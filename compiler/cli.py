@@ -14,8 +14,8 @@ from pathlib import Path
 from . import analysis, commands
 from .backends import BackendError, bgp_report
 from .commands import iso_date
-from .diagnostics import render_json, render_text
-from .output import diff_tree, write_tree
+from .diagnostics import Diagnostic, render_json, render_text
+from .output import OutputError, diff_tree, write_tree
 from .project import Result, compile_folder
 
 
@@ -49,6 +49,14 @@ def _report(result: Result, fmt: str) -> None:
         sys.stderr.write(text)
 
 
+def _output_failed(err: OutputError, fmt: str, root: str) -> int:
+    """A fault while writing out/: an error naming the path and the OS error, never a traceback."""
+    diag = Diagnostic("E008", "error", str(err), None,
+                      "nothing under the output folder changed; fix the cause and compile again")
+    sys.stdout.write(render_json([diag], root)) if fmt == "json" else sys.stderr.write(render_text([diag], {}, root))
+    return 1
+
+
 def _verify(root: Path, args: argparse.Namespace) -> int:
     """The redundancy analysis on its own: findings, then one line per failure domain."""
     result = compile_folder(root, args.today, render=False)
@@ -62,10 +70,12 @@ def _verify(root: Path, args: argparse.Namespace) -> int:
     report = analysis.redundancy(result.model)
     if args.draw:
         try:
-            write_tree(Path(args.draw), bgp_report.render(result.model))
+            write_tree(Path(args.draw), bgp_report.render(result.model), label=args.draw)
         except BackendError as err:
             sys.stderr.write(f"netpolc: {err}\n")
             return 1
+        except OutputError as err:
+            return _output_failed(err, args.format, result.root)
     if args.format == "json":
         doc = {"diagnostics": json.loads(render_json(result.diagnostics, result.root))["diagnostics"],
                "sweep": [dict(s.as_json(), site=s.site) for s in report.sweeps]}
@@ -111,7 +121,10 @@ def _run(args: argparse.Namespace) -> int:
     if not result.ok:
         return 1
     if args.command == "compile":
-        changed = write_tree(out, result.files)
+        try:
+            changed = write_tree(out, result.files, label=args.out)
+        except OutputError as err:
+            return _output_failed(err, args.format, result.root)
         if args.format == "text":
             print(f"netpolc: {len(result.files)} file(s) in {out}/" + ("" if changed else " (unchanged)"))
         return 0

@@ -109,6 +109,6 @@ def _compile_folder(root: Path, today: dt.date | None, render: bool) -> Result:
         try:
             result.files = render_all(result.model)
         except BackendError as err:
-            diags.error("E007", str(err), None)
+            diags.error(getattr(err, "code", "E007"), str(err), None)
     result.diagnostics = diags.sorted()
     return result

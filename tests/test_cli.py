@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler import cli
+from compiler import cli, output
 from compiler.output import write_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,17 +186,15 @@ def test_internal_error_is_reported_without_traceback(project: Path, monkeypatch
 def test_write_tree_failure_midway_leaves_out_and_no_debris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     write_tree(out, {"a.txt": b"old\n"})
-    real = Path.write_bytes
     calls = []
 
-    def flaky(self: Path, data: bytes) -> int:
-        calls.append(self)
-        if len(calls) == 2:
+    def flaky(step: str, path: Path) -> None:
+        calls.append(step)
+        if calls.count("write") == 2:
             raise OSError(28, "No space left on device")
-        return real(self, data)
 
-    monkeypatch.setattr(Path, "write_bytes", flaky)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(output, "fault_hook", flaky)
+    with pytest.raises(output.OutputError, match="No space left on device"):
         write_tree(out, {"a.txt": b"new\n", "b.txt": b"new\n"})
     monkeypatch.undo()
     assert tree(out) == {"a.txt": b"old\n"}

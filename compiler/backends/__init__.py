@@ -1,14 +1,37 @@
-"""Backends: each a pure function from the model to {relative path: bytes}."""
+"""Backends: each a pure function from the model to {relative path: bytes}.
+
+`render_all` merges them and checks every path once, centrally: none may leave `out/`
+(E009), and no two may be one file, or a file and a folder, on any file system (E010).
+"""
 
 from __future__ import annotations
 
 from .. import model as m
+from ..safe_paths import clash_problems, escape_problem
 from . import bgp, bgp_report, calico, estate, ferm
 from .bgp_report import BackendError
 
 BACKENDS = (estate.render, bgp.render, bgp_report.render, calico.render, ferm.render)
 
-__all__ = ["BACKENDS", "BackendError", "render_all"]
+__all__ = ["BACKENDS", "BackendError", "OutputPathError", "render_all"]
+
+
+class OutputPathError(BackendError):
+    """A backend produced a path that is unsafe to write: a bug or a name the resolver let through."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def check_paths(paths: list[str]) -> None:
+    """Raise OutputPathError for the first path that escapes out/ or clashes with another."""
+    for path in paths:
+        problem = escape_problem(path)
+        if problem:
+            raise OutputPathError("E009", f"output path {path!r} {problem}: it could be written outside out/")
+    for a, b, why in clash_problems(paths):
+        raise OutputPathError("E010", f"output paths `{a}` and `{b}` {why}")
 
 
 def render_all(model: m.Model) -> dict[str, bytes]:
@@ -16,6 +39,7 @@ def render_all(model: m.Model) -> dict[str, bytes]:
     for backend in BACKENDS:
         for path, data in backend(model).items():
             if path in out:
-                raise AssertionError(f"two backends write {path}")
+                raise OutputPathError("E010", f"two backends write `{path}`")
             out[path] = data
+    check_paths(list(out))
     return dict(sorted(out.items()))
