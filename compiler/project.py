@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,22 +42,87 @@ class Result:
         return self.model is not None and not any(d.severity == "error" for d in self.diagnostics)
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _policy_files(root: Path, diags: Diagnostics) -> list[tuple[str, str]]:
+    """(path relative to root, real path to read) of every `*.npl` under root.
+
+    Policy files are data, read from inside the policy folder only. A symbolic link is
+    followed when its target is inside the folder; a `*.npl` link or a linked folder whose
+    target is outside is an error (E011). Linked folders inside are not walked again: every
+    file inside the folder is read where it is, and a link cycle cannot loop.
+    """
+    real_root = os.path.realpath(root)
+    found: list[tuple[str, str]] = []
+    stack = [("", real_root)]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as err:
+            diags.error("E005", f"cannot read the folder {prefix or '.'}: {err.strerror}", None)
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                is_dir = os.path.isdir(target)
+                if not (is_dir or entry.name.endswith(SUFFIX)):
+                    continue
+                if not _inside(target, real_root):
+                    diags.error("E011", f"{rel} is a symbolic link to `{target}`, outside the policy folder", None,
+                                "policy files are read from inside the policy folder only; copy the file in")
+                elif not is_dir:
+                    found.append((rel, target))
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append((rel + "/", entry.path))
+            elif entry.name.endswith(SUFFIX):
+                found.append((rel, entry.path))
+    return sorted(found, key=lambda f: f[0].split("/"))
+
+
+def _read_policy(rel: str, path: str, diags: Diagnostics) -> str | None:
+    """The text of one policy file; a FIFO or device is reported, never opened for reading."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            diags.error("E012", f"{rel} is not a regular file ({_special_kind(st.st_mode)})", None,
+                        "a policy file must be a plain file; remove it or rename it")
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb", closefd=True) as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the check
+                diags.error("E012", f"{rel} is not a regular file", None)
+                return None
+            return f.read().decode("utf-8")
+    except UnicodeDecodeError as err:
+        diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", None)
+    except OSError as err:
+        diags.error("E005", f"cannot read {rel}: {err.strerror}", None)
+    return None
+
+
+def _special_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
     """Every `*.npl` under root, keyed by its path relative to root, in sorted order."""
     if not root.is_dir():
         diags.error("E006", f"policy folder `{root}` does not exist or is not a folder", None)
         return {}
     out: dict[str, str] = {}
-    for path in sorted(root.rglob(f"*{SUFFIX}")):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(root).as_posix()
-        try:
-            out[rel] = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as err:
-            diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", None)
-        except OSError as err:
-            diags.error("E005", f"cannot read {rel}: {err.strerror}", None)
+    for rel, path in _policy_files(root, diags):
+        text = _read_policy(rel, path, diags)
+        if text is not None:
+            out[rel] = text
     if not out and not diags.has_errors:
         diags.error("E006", f"no `*{SUFFIX}` files in `{root}`", None)
     return out
