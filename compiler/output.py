@@ -287,9 +287,11 @@ def _swap(tmp: Path, out: Path, label: str) -> Path | None:
     try:
         _step("rename", tmp)
         os.rename(tmp, out)
-    except OSError as err:
+    except BaseException as err:
         os.rename(old, out)
-        raise _fail("replace", label, err, label) from None
+        if isinstance(err, OSError):
+            raise _fail("replace", label, err, label) from None
+        raise
     return old
 
 
