@@ -19,7 +19,7 @@ from pathlib import Path
 from . import analysis
 from . import model as m
 from . import syntax as s
-from .backends import BackendError, render_all
+from .backends import BackendError, OutputPathError, render_all
 from .diagnostics import Diagnostic, Diagnostics
 from .parser import parse_text
 from .resolve import resolve
@@ -175,7 +175,10 @@ def _compile_folder(root: Path, today: dt.date | None, render: bool) -> Result:
     if render and result.model is not None and not diags.has_errors:
         try:
             result.files = render_all(result.model)
+        except OutputPathError as err:
+            diags.error(err.code, str(err), None, "a bug in a backend, or a name the resolver let through: "
+                        "please report it with the policy that caused it")
         except BackendError as err:
-            diags.error(getattr(err, "code", "E007"), str(err), None)
+            diags.error("E007", str(err), None)
     result.diagnostics = diags.sorted()
     return result

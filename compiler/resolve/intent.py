@@ -18,7 +18,7 @@ from .endpoints import Endpoints
 from .ports import Services
 from .symbols import Symbols
 from .topology import Topology
-from .values import check_name
+from .values import check_name, check_namespace_file
 
 
 def _options(rule: s.Rule, today: dt.date, diags: Diagnostics) -> tuple[str | None, dt.date | None]:
@@ -140,8 +140,10 @@ class Intent:
         namespace = name
         if "namespace" in st:
             ns = st["namespace"].values[0]
-            if check_name(ns, "namespace", self.diags):
+            if check_name(ns, "namespace", self.diags) and check_namespace_file(ns, True, self.diags):
                 namespace = ns.value
+        else:
+            check_namespace_file(node.name, False, self.diags)
         listen: tuple[m.PortMatch, ...] = ()
         if "listen" in st:
             listen = self.services.port_list(st["listen"].values[0]) or ()

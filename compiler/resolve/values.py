@@ -51,6 +51,21 @@ def check_name(name: s.Name, what: str, diags: Diagnostics) -> bool:
     return False
 
 
+RESERVED_NAMESPACES = ("globalnetworksets", "globalnetworkpolicies")
+"""Calico writes `calico/<cluster>/<namespace>.yaml` beside these two files of its own."""
+
+
+def check_namespace_file(name: s.Name, written: bool, diags: Diagnostics) -> bool:
+    """A namespace becomes a file name beside the cluster's own files: it must not take theirs."""
+    if name.value not in RESERVED_NAMESPACES:
+        return True
+    what = "namespace" if written else f"app `{name.value}` has no `namespace`, so its namespace"
+    hint = "choose another namespace" if written else f"add `namespace NAME` to app {name.value}"
+    diags.error("E110", f"{what} `{name.value}` would overwrite calico/<cluster>/{name.value}.yaml, "
+                "a file of the cluster's own", name.span, hint)
+    return False
+
+
 def _parse_ip(text: str) -> IPAddress | None:
     try:
         return IPAddress(text, flags=INET_PTON)
