@@ -383,3 +383,18 @@ def test_an_unreadable_policy_folder_is_reported(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(os, "scandir", scandir)
     _, diags = _load(root)
     assert ("E005", "cannot read the folder locked/: Permission denied") in diags
+
+
+def test_explain_does_not_read_its_lines_through_a_link(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policies = REPO / "policies"
+    out = tmp_path / "out"
+    write_tree(out, compile_folder(policies).files)
+    args = ["explain", "bast1002", "kubernetes1001", "22/tcp", "--policy", str(policies), "--out", str(out)]
+    assert cli.main(args) == 0 and "note:" not in capsys.readouterr().out
+    conf = out / "ferm" / "kubernetes1001.conf"
+    copy = tmp_path / "copy.conf"
+    copy.write_bytes(conf.read_bytes())
+    conf.unlink()
+    conf.symlink_to(copy)  # the same bytes, reached through a link
+    assert cli.main(args) == 0
+    assert f"note: {out}/ferm/kubernetes1001.conf differ(s)" in capsys.readouterr().out

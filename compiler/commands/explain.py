@@ -18,6 +18,7 @@ from pathlib import Path
 from ..analysis import explain as ex
 from ..backends import BackendError, calico, ferm
 from ..diagnostics import Span, render_text
+from ..output import read_one
 from ..project import compile_folder
 
 USAGE = ("netpolc explain SOURCE DESTINATION PORT/PROTO [--policy POLICY_DIR] [--out OUT_DIR] "
@@ -99,12 +100,7 @@ def _stale(out_dir: Path, files: dict[str, bytes], report: ex.Report) -> list[st
     used = sorted({e.file for p in report.pairs for f in p.families for end in f.ends for e in end.emitted})
     out = []
     for rel in used:
-        path = out_dir / rel
-        try:
-            same = path.read_bytes() == files[rel]
-        except OSError:
-            same = False
-        if not same:
+        if read_one(out_dir, rel) != files[rel]:  # a symbolic link in out/ is not followed: it is stale
             out.append(rel)
     return out
 
