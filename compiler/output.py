@@ -346,7 +346,10 @@ def _write_locked(out: Path, files: dict[str, bytes], label: str) -> bool:
     except OSError as err:
         raise _fail("create a temporary folder beside", label, err, label) from None
     try:
-        os.chmod(tmp, DIR_MODE)
+        try:
+            os.chmod(tmp, DIR_MODE)
+        except OSError as err:
+            raise _fail("create the folder", tmp, err, label) from None
         _build(out, tmp, files, old, label)
         previous = _swap(tmp, out, label)
     except BaseException:

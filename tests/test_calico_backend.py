@@ -10,6 +10,7 @@ several facts are stated as connections allowed or denied rather than as YAML.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -556,10 +557,14 @@ def test_no_app_no_calico_files() -> None:
 
 
 def test_a_namespace_cannot_take_a_file_name_of_the_cluster() -> None:
+    # rejected at the name now (E110, tests/test_safe_paths.py); the backend keeps its own guard
     model, diags = compile_text(BASE + "app x { cluster wikikube-eqiad namespace globalnetworksets }\n")
+    assert model is None and [d.code for d in errors(diags)] == ["E110"]
+    model, diags = compile_text(BASE + "app x { cluster wikikube-eqiad namespace fine }\n")
     assert model is not None and not errors(diags)
+    apps = dict(model.apps, x=dataclasses.replace(model.apps["x"], namespace="globalnetworksets"))
     with pytest.raises(BackendError, match="globalnetworksets"):
-        calico.render(model)
+        calico.render(dataclasses.replace(model, apps=m.frozen_map(apps)))
 
 
 def test_set_names() -> None:
