@@ -49,9 +49,14 @@ def _report(result: Result, fmt: str) -> None:
         sys.stderr.write(text)
 
 
+def _keep(root: Path) -> dict[str, Path]:
+    """What the output folder must not be or hold: it is replaced as a whole."""
+    return {"the policy folder": root, "the current folder": Path.cwd()}
+
+
 def _output_failed(err: OutputError, fmt: str, root: str) -> int:
     """A fault while writing out/: an error naming the path and the OS error, never a traceback."""
-    diag = Diagnostic("E008", "error", str(err), None,
+    diag = Diagnostic(err.code, "error", str(err), None,
                       "nothing under the output folder changed; fix the cause and compile again")
     sys.stdout.write(render_json([diag], root)) if fmt == "json" else sys.stderr.write(render_text([diag], {}, root))
     return 1
@@ -70,7 +75,7 @@ def _verify(root: Path, args: argparse.Namespace) -> int:
     report = analysis.redundancy(result.model)
     if args.draw:
         try:
-            write_tree(Path(args.draw), bgp_report.render(result.model), label=args.draw)
+            write_tree(Path(args.draw), bgp_report.render(result.model), label=args.draw, keep=_keep(root))
         except BackendError as err:
             sys.stderr.write(f"netpolc: {err}\n")
             return 1
@@ -122,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if args.command == "compile":
         try:
-            changed = write_tree(out, result.files, label=args.out)
+            changed = write_tree(out, result.files, label=args.out, keep=_keep(root))
         except OutputError as err:
             return _output_failed(err, args.format, result.root)
         if args.format == "text":

@@ -48,6 +48,14 @@ fault_hook: FaultHook | None = None
 class OutputError(Exception):
     """Writing `out/` failed; out/ is as it was. The message names the path and the OS error."""
 
+    code = "E008"
+
+
+class OutputReplaceError(OutputError):
+    """`out` holds something that must survive: the swap would take it away with the old tree."""
+
+    code = "E013"
+
 
 @dataclass
 class Tree:
@@ -304,13 +312,28 @@ def _sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def write_tree(out: Path, files: dict[str, bytes], label: str | None = None) -> bool:
+def _refuse_to_replace(out: Path, keep: dict[str, Path], label: str) -> None:
+    """`out` ends up holding exactly the output: refuse when it is, or holds, a folder to keep."""
+    real_out = os.path.realpath(out)
+    for what, path in keep.items():
+        real = os.path.realpath(path)
+        if real == real_out or real.startswith(real_out.rstrip(os.sep) + os.sep):
+            raise OutputReplaceError(
+                f"refusing to write `{label}`: it {'is' if real == real_out else 'holds'} {what} `{path}`, and "
+                f"a compile makes `{label}` hold exactly its output; give the output a folder of its own, "
+                "such as `out`")
+
+
+def write_tree(out: Path, files: dict[str, bytes], label: str | None = None,
+               keep: dict[str, Path] | None = None) -> bool:
     """Make `out` hold exactly `files`, all or nothing. False when it already did (nothing written).
 
     Raises OutputError, naming the path and the OS error, when a step fails; `out` is then
-    as it was. `label` is how messages name `out` (default: as given).
+    as it was. `label` is how messages name `out` (default: as given); `keep` names folders
+    (what -> path) that `out` must not be or hold, such as the policy folder.
     """
     label = label or str(out)
+    _refuse_to_replace(out, keep or {}, label)
     for rel in files:
         problem = escape_problem(rel)
         if problem:

@@ -219,8 +219,8 @@ def test_language_doc_lists_the_special_purpose_ranges():
 
 def test_language_doc_lists_every_diagnostic_code():
     source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "compiler").rglob("*.py"))
-    # diagnostics, and the codes of an unsafe output path (E009, E010) and of a failed write (E008)
-    used = set(re.findall(r"(?:diags\.(?:error|warning)|OutputPathError|Diagnostic)\(\s*\"([EW]\d{3})\"", source))
+    # diagnostics, the codes of an unsafe output path (E009, E010) and those of a failed write (`code = "E008"`)
+    used = set(re.findall(r"(?:(?:diags\.(?:error|warning)|OutputPathError)\(|\bcode = )\s*\"([EW]\d{3})\"", source))
     # the redundancy findings: `self.add(span, "R1xx", ...)` in redundancy.py, `Problem` codes in peering.py
     analysis = "\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO / "compiler" / "analysis").glob("*.py")))
     findings = set(re.findall(r"\"(R\d{3})\"", analysis))

@@ -398,3 +398,31 @@ def test_explain_does_not_read_its_lines_through_a_link(tmp_path: Path, capsys: 
     conf.symlink_to(copy)  # the same bytes, reached through a link
     assert cli.main(args) == 0
     assert f"note: {out}/ferm/kubernetes1001.conf differ(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("cwd", "out", "said"), [
+    ("work", ".", "it holds the policy folder `policies`"), ("work", "..", "it holds the policy folder `policies`"),
+    ("work", "policies", "it is the policy folder `policies`"), ("work", "pol-link", "it is the policy folder"),
+    ("elsewhere", ".", "it is the current folder"), ("elsewhere/deeper", "..", "it holds the current folder"),
+])
+def test_out_must_not_be_or_hold_the_policy_or_current_folder(tmp_path: Path, cwd: str, out: str, said: str) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(MINIMAL, work / "policies")
+    (work / "pol-link").symlink_to("policies")
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "precious").write_bytes(b"keep\n")
+    policies = "policies" if cwd == "work" else str(work / "policies")
+    before = _listing(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "compiler", "compile", policies, "--out", out], cwd=tmp_path / cwd,
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"error[E013]: refusing to write `{out}`: {said}" in r.stderr
+    assert _listing(tmp_path) == before  # the policy folder and the rest are still there
+
+
+def test_out_inside_the_policy_folder_is_allowed(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(MINIMAL, policies)
+    assert write_tree(policies / "out", compile_folder(MINIMAL).files,
+                      keep={"the policy folder": policies}) is True
+    assert (policies / "roles.npl").is_file()
