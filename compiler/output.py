@@ -42,7 +42,7 @@ _NO_LINK = {errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EX
 FaultHook = Callable[[str, Path], None]
 fault_hook: FaultHook | None = None
 """Called as `fault_hook(step, path)` before each step that changes the disk (`mkdir`, `write`,
-`link`, `rename`, `remove`); raising OSError there is the step failing. None: no cost."""
+`link`, `sync`, `rename`, `remove`); raising OSError there is the step failing. None: no cost."""
 
 
 class OutputError(Exception):
@@ -227,8 +227,6 @@ def _write_file(path: Path, data: bytes) -> None:
     with open(fd, "wb", closefd=True) as f:
         os.fchmod(fd, FILE_MODE)  # whatever the umask
         f.write(data)
-        f.flush()
-        os.fsync(fd)  # on disk before the swap makes it visible
 
 
 def _link_or_write(old: Path, new: Path, data: bytes, ident: tuple[int, int]) -> None:
@@ -266,6 +264,39 @@ def _build(out: Path, tmp: Path, files: dict[str, bytes], old: Tree, label: str)
                 _write_file(tmp / rel, data)
         except OSError as err:
             raise _fail("write", where(rel), err, label) from None
+
+
+def _syncfs(fd: int) -> int:
+    """Flush the file system holding fd: 0, or the errno (ENOSYS where libc has no syncfs)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return errno.ENOSYS
+    return 0 if fn(fd) == 0 else ctypes.get_errno()
+
+
+def _sync(tmp: Path, files: dict[str, bytes], label: str) -> None:
+    """The new tree on disk before the swap makes it visible: one syncfs (a tenth of the time of
+    an fsync per file on ext4), or an fsync per file where there is no syncfs."""
+    try:
+        _step("sync", tmp)
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            code = _syncfs(fd)
+        finally:
+            os.close(fd)
+        if code == 0:
+            return
+        if code not in _NO_EXCHANGE:
+            raise OSError(code, os.strerror(code))
+        for rel in files:
+            fd = os.open(tmp / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as err:
+        raise _fail("write to disk", tmp, err, label) from None
 
 
 def _swap(tmp: Path, out: Path, label: str) -> Path | None:
@@ -374,6 +405,7 @@ def _write_locked(out: Path, files: dict[str, bytes], label: str) -> bool:
         except OSError as err:
             raise _fail("create the folder", tmp, err, label) from None
         _build(out, tmp, files, old, label)
+        _sync(tmp, files, label)
         previous = _swap(tmp, out, label)
     except BaseException:
         _remove(tmp)

@@ -349,8 +349,8 @@ def test_killed_at_every_step_out_is_the_old_or_the_new_tree(tmp_path: Path) -> 
     old, new = _two_versions(tmp_path, REPO / "examples" / "minimal-site", lambda t: t.replace(
         "allow tcp 22", "allow tcp 22, 2222", 1), "roles.npl")
     kills, outcomes = _kill_everywhere(tmp_path, old, new, None)
-    # mkdir tmp, mkdir ferm, three files written or linked, swap, remove the old (+ a second rename without renameat2)
-    assert kills == 7 + 8
+    # mkdir tmp, mkdir ferm, three files written or linked, sync, swap, remove the old (+ a rename without renameat2)
+    assert kills == 8 + 9
     assert {("renameat2", "old"), ("renameat2", "new"), ("no-renameat2", "old"), ("no-renameat2", "new")} <= outcomes
     assert ("renameat2", "moved aside") not in outcomes
 
@@ -482,3 +482,16 @@ def test_a_read_only_out_is_a_clear_error(tmp_path: Path) -> None:
         assert snapshot(out) == before and listing(tmp_path) == ["out"]
     finally:
         subprocess.run(["umount", str(out)], check=False)
+
+
+def test_without_syncfs_each_file_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(output, "_syncfs", lambda fd: errno.ENOSYS)
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real(fd))
+    write_tree(tmp_path / "out", NEW)
+    assert sorted(Path(p).name for p in synced if ".out.new-" in p) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    monkeypatch.setattr(output, "_syncfs", lambda fd: errno.EIO)  # a write-back error: the write fails
+    with pytest.raises(OutputError, match="cannot write to disk .*Input/output error"):
+        write_tree(tmp_path / "out", OLD)
+    assert read_tree(tmp_path / "out") == NEW and listing(tmp_path) == ["out"]
