@@ -29,6 +29,7 @@ from .bgp_report import BackendError
 from .calico_peers import (
     CALICO,
     NAMESPACE_LABEL,
+    FlowParts,
     Peers,
     Rules,
     allow_rules,
@@ -78,9 +79,11 @@ def _cluster_files(model: m.Model, cluster: m.Cluster) -> dict[str, bytes]:
     peers = Peers(model, cluster.name, apps)
     per_app = {name: Rules() for name in apps}
     every_app = Rules()  # the default app's rules whose local end is all apps
+    parts = FlowParts()
     flows = sorted((f for f in model.flows if applies_in(f, cluster.name)),
                    key=lambda f: (f.rule.span.file, f.rule.span.line, f.rule.span.column))
     for flow in flows:
+        protocols, metadata = parts.protocols(flow.ports), parts.metadata(flow.rule)
         for direction, local_ends, far_ends in (("ingress", flow.destinations, flow.sources),
                                                 ("egress", flow.sources, flow.destinations)):
             for local in local_ends:
@@ -92,7 +95,7 @@ def _cluster_files(model: m.Model, cluster: m.Cluster) -> dict[str, bytes]:
                     continue  # a host's end (ferm) or an app of another cluster
                 for peer in far_ends:
                     for spec in peers.specs(peer):
-                        target.add(direction, allow_rules(direction, spec, flow.ports, flow.rule))
+                        target.add(direction, allow_rules(direction, spec, protocols, metadata))
 
     base = f"calico/{cluster.name}/"
     out = {
