@@ -58,6 +58,7 @@ OPTIONS = {"explicit_start": True, "default_flow_style": False, "sort_keys": Tru
 # decided by PyYAML's own resolver table, so the two cannot disagree.
 _PLAIN = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./:@=+,()' -]*\Z")
 _DOUBLE_QUOTED = re.compile(r'[\x20-\x21\x23-\x5b\x5d-\x7e]*\Z')  # printable ASCII but `"` and `\`
+_BREAK = re.compile("[\r\n\x85\u2028\u2029]")  # what YAML reads as a line break: indented in context
 _RESOLVERS = Resolver.yaml_implicit_resolvers
 _MAX_INLINE = 4096  # longer scalars go to PyYAML, which folds lines past `width`
 _MAX_KEY = 100  # PyYAML writes `? key` once a key and its `!!str` tag reach 128 characters
@@ -85,9 +86,8 @@ def _by_pyyaml(value: str) -> str | None:
     text = yaml.dump_all([value], Dumper=DUMPER, **OPTIONS)
     if text.endswith("\n...\n"):  # a plain scalar ends an open-ended stream
         text = text[:-4]
-    if not text.startswith("--- ") or len(text) > _MAX_INLINE or "\n" in text[4:-1]:
-        return None
-    return text[4:-1]
+    text = text[4:-1] if text.startswith("--- ") and text.endswith("\n") else "\n"
+    return None if len(text) > _MAX_INLINE or _BREAK.search(text) else text
 
 
 def _scalar(value: object) -> str:
@@ -123,7 +123,7 @@ def _key(key: object) -> str:
         raise _PyYAMLNeededError
     text = _KEYS.get(key)
     if text is None:
-        if not 0 < len(key.encode("utf-8")) <= _MAX_KEY:
+        if not 0 < len(key.encode("utf-8")) <= _MAX_KEY or _BREAK.search(key):
             raise _PyYAMLNeededError  # PyYAML writes `? key`
         text = _KEYS[key] = _scalar(key)
     return text
