@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from netaddr import IPNetwork
 
@@ -148,6 +149,9 @@ def icmp_rule(protocol: str, icmp_type: int | None, code: int | None, metadata: 
     return rule
 
 
+_FIELDS = attrgetter("protocol", "first", "last", "icmp_type", "icmp_code")  # PortMatch's order, compared in C
+
+
 def _protocols(ports: Iterable[m.PortMatch]) -> list[tuple[dict, list[int | str] | None]]:
     """(protocol fields, destination ports or None) per Calico rule, in PROTOCOL_ORDER."""
     by_protocol: dict[str, list[m.PortMatch]] = {}
@@ -162,7 +166,7 @@ def _protocols(ports: Iterable[m.PortMatch]) -> list[tuple[dict, list[int | str]
             if any(p.first is None for p in matches):  # the protocol with every port
                 out.append(({"protocol": PORTED[proto]}, None))
             else:
-                out.append(({"protocol": PORTED[proto]}, [_port(p) for p in sorted(matches)]))
+                out.append(({"protocol": PORTED[proto]}, [_port(p) for p in sorted(matches, key=_FIELDS)]))
         elif proto in ICMP:
             # every type (None) first; None never meets an int in the comparison
             for p in sorted(matches, key=lambda p: (p.icmp_type is not None, p.icmp_type or 0,
