@@ -61,7 +61,7 @@ def fast_only(docs: list[object]) -> bytes | None:
     """The fast writer's bytes, or None where it hands the documents to PyYAML."""
     try:
         body = yamlout._fast(docs)
-    except yamlout._PyYAMLNeededError:
+    except yamlout._LEFT_TO_PYYAML:
         return None
     return ("".join(f"# {line}\n" for line in HEADER) + body).encode()
 
@@ -154,6 +154,7 @@ def test_long_strings_and_keys() -> None:
 
 def test_types_the_writer_does_not_know_go_to_pyyaml() -> None:
     check([{"f": 1.5, "g": float("inf"), "h": -0.0}])
+    check([{1: "a", "b": 2, None: [True]}, {2: 1, 1: 2}])  # keys sorted(d) cannot order: PyYAML's order
     assert dump_documents(HEADER, [{"t": (1, 2)}, {"s": {1}}]) == pyyaml([{"t": (1, 2)}, {"s": {1}}])
     with pytest.raises(yaml.representer.RepresenterError):
         dump_documents(HEADER, [{"o": object()}])  # what the safe dumper refuses, still refused

@@ -68,10 +68,15 @@ _STR: dict[str, str | None] = {}
 _QUOTED: dict[str, str | None] = {}
 _KEYS: dict[str, str] = {}
 _SIMPLE = {True: "true", False: "false", None: "null"}
+_DECIDED_BY: list[type] = [DUMPER]
 
 
 class _PyYAMLNeededError(Exception):
     """The document holds something this writer leaves to PyYAML."""
+
+
+# and TypeError: keys that sorted() cannot order, which PyYAML leaves in their order
+_LEFT_TO_PYYAML = (_PyYAMLNeededError, RecursionError, TypeError, ValueError)
 
 
 def _plain_is_safe(s: str) -> bool:
@@ -214,9 +219,14 @@ def dump_documents(header: Iterable[str], docs: Iterable[object], dumper: type |
     docs = list(docs)
     body = None
     if dumper is None:
+        if _DECIDED_BY[0] is not DUMPER:  # the texts PyYAML gave are its dumper's (the tests swap it)
+            _STR.clear()
+            _QUOTED.clear()
+            _KEYS.clear()
+            _DECIDED_BY[0] = DUMPER
         try:
             body = _fast(docs)
-        except (_PyYAMLNeededError, RecursionError):
+        except _LEFT_TO_PYYAML:
             dumper = DUMPER
     if body is None:
         body = yaml.dump_all(docs, Dumper=dumper, **OPTIONS)
