@@ -303,3 +303,16 @@ def test_single_uplink_share_counts_only_single_uplink_nodes(tmp_path: Path):
     model = model_text(cluster("  nodes role w, t\n  peer-with routers\n  peer-with tor for row s1/e\n"
                                "  single-uplink max-share 25%\n  survive router\n"), tmp_path)
     assert [f.element for f in findings(model, "R104")] == ["s1/e1"]
+
+
+def test_a_dot_that_takes_too_long_is_a_backend_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """graphviz's layout of thousands of speakers outlasts the timeout: an error, not a traceback."""
+    from compiler.backends import BackendError, bgp_report
+
+    slow = tmp_path / "dot"
+    slow.write_text("#!/bin/sh\nexec sleep 10\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(bgp_report.shutil, "which", lambda name: str(slow))
+    monkeypatch.setattr(bgp_report, "DOT_TIMEOUT", 0.3)
+    with pytest.raises(BackendError, match="took more than 0.3 s"):
+        bgp_report.render_svg("graph { a -- b; }\n")

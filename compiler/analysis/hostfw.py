@@ -43,7 +43,12 @@ class AddressSet:
     cidrs: tuple[IPNetwork, ...]
 
     def of(self, family: int) -> tuple[IPNetwork, ...]:
-        return tuple(c for c in self.cidrs if c.version == family)
+        return self._families[family]
+
+    @functools.cached_property
+    def _families(self) -> dict[int, tuple[IPNetwork, ...]]:
+        """Split once: a role's set is asked for by every host that admits it, per family."""
+        return {f: tuple(c for c in self.cidrs if c.version == f) for f in (4, 6)}
 
 
 @dataclass(frozen=True, eq=False)

@@ -121,12 +121,20 @@ def peering_dot(model: m.Model, graph: PeeringGraph, report: Report, site: str) 
     return "\n".join(out) + "\n"
 
 
+DOT_TIMEOUT = 120  # seconds
+
+
 def render_svg(dot_source: str) -> bytes:
     dot = shutil.which("dot")
     if dot is None:
         raise BackendError("graphviz's `dot` is needed to draw bgp/<site>/peering.svg; install graphviz "
                            "(`apt-get install graphviz`; `make compile` does it when run as root)")
-    proc = subprocess.run([dot, "-Tsvg"], input=dot_source.encode(), capture_output=True, timeout=120)
+    try:
+        proc = subprocess.run([dot, "-Tsvg"], input=dot_source.encode(), capture_output=True, timeout=DOT_TIMEOUT)
+    except subprocess.TimeoutExpired:  # graphviz's layout grows faster than the graph: thousands of nodes
+        raise BackendError(f"dot took more than {DOT_TIMEOUT} s to draw bgp/<site>/peering.svg "
+                           f"({dot_source.count(' -- ')} sessions); the picture of so large a site "
+                           "cannot be drawn this way") from None
     if proc.returncode != 0:
         raise BackendError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout

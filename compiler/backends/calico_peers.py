@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from netaddr import IPNetwork
 
@@ -78,17 +79,29 @@ class Peers:
         self.cluster = cluster
         self.apps = apps  # the cluster's own apps
         self.sets: dict[str, tuple[tuple[str, str], list[str]]] = {}  # name -> ((kind, name), nets)
+        # (kind, name) -> (the cidrs they were made from, selections): a peer is named by many
+        # rules, and sorting and formatting its addresses each time made this backend slow
+        self._specs: dict[tuple[str, str], tuple[object, list[dict]]] = {}
 
     def specs(self, peer: m.Endpoint) -> list[dict]:
-        """The source or destination selections of one peer; `all-apps` stands for each app."""
+        """The source or destination selections of one peer; `all-apps` stands for each app.
+        The list and its selections are shared between calls: copy before changing them."""
         if peer.kind == "any":
             return [{}]
         if peer.kind == "all-apps":
             return [s for name in peer.apps for s in self.specs(m.Endpoint("app", name, (), (name,), peer.span))]
+        key = (peer.kind, peer.name)
+        made_from = None if peer.kind == "app" else peer.cidrs  # an app's selections depend on its name only
+        known = self._specs.get(key)
+        if known is not None and known[0] is made_from:
+            return known[1]
         if peer.kind == "app":
-            return self._app_specs(peer)
-        name = self._set(peer.kind, peer.name, _nets(peer.cidrs))
-        return [{"selector": Quoted(f"{SET_LABEL} == '{name}'"), "namespaceSelector": Quoted("global()")}]
+            specs = self._app_specs(peer)
+        else:
+            name = self._set(peer.kind, peer.name, _nets(peer.cidrs))
+            specs = [{"selector": Quoted(f"{SET_LABEL} == '{name}'"), "namespaceSelector": Quoted("global()")}]
+        self._specs[key] = (made_from, specs)
+        return specs
 
     def _app_specs(self, peer: m.Endpoint) -> list[dict]:
         """An app's pods here by label; its pods in other clusters (routed, unlabelled from here) by
@@ -136,6 +149,9 @@ def icmp_rule(protocol: str, icmp_type: int | None, code: int | None, metadata: 
     return rule
 
 
+_FIELDS = attrgetter("protocol", "first", "last", "icmp_type", "icmp_code")  # PortMatch's order, compared in C
+
+
 def _protocols(ports: Iterable[m.PortMatch]) -> list[tuple[dict, list[int | str] | None]]:
     """(protocol fields, destination ports or None) per Calico rule, in PROTOCOL_ORDER."""
     by_protocol: dict[str, list[m.PortMatch]] = {}
@@ -150,7 +166,7 @@ def _protocols(ports: Iterable[m.PortMatch]) -> list[tuple[dict, list[int | str]
             if any(p.first is None for p in matches):  # the protocol with every port
                 out.append(({"protocol": PORTED[proto]}, None))
             else:
-                out.append(({"protocol": PORTED[proto]}, [_port(p) for p in sorted(matches)]))
+                out.append(({"protocol": PORTED[proto]}, [_port(p) for p in sorted(matches, key=_FIELDS)]))
         elif proto in ICMP:
             # every type (None) first; None never meets an int in the comparison
             for p in sorted(matches, key=lambda p: (p.icmp_type is not None, p.icmp_type or 0,
@@ -161,12 +177,36 @@ def _protocols(ports: Iterable[m.PortMatch]) -> list[tuple[dict, list[int | str]
     return out
 
 
-def allow_rules(direction: str, peer: dict, ports: Iterable[m.PortMatch], rule: m.Rule) -> list[dict]:
-    """The rules of one (flow, peer): the peer on the far side, the ports on the destination."""
+class FlowParts:
+    """What every rule of a flow shares, whatever its peer and direction: the protocols with their
+    ports, and the annotations; made once per ports tuple and statement (the flows of a statement
+    share them) instead of once per rule. The lists and dicts returned are shared: never change them."""
+
+    def __init__(self) -> None:
+        self._protocols: dict[int, tuple[object, list]] = {}  # id(ports) -> (ports, protocols)
+        self._metadata: dict[int, tuple[object, dict]] = {}  # id(rule) -> (rule, metadata)
+
+    def protocols(self, ports: tuple[m.PortMatch, ...]) -> list[tuple[dict, list[int | str] | None]]:
+        known = self._protocols.get(id(ports))
+        if known is None or known[0] is not ports:  # the tuple is kept alive, so its id stays its own
+            known = self._protocols[id(ports)] = (ports, _protocols(ports))
+        return known[1]
+
+    def metadata(self, rule: m.Rule) -> dict:
+        known = self._metadata.get(id(rule))
+        if known is None or known[0] is not rule:
+            known = self._metadata[id(rule)] = (rule, {"annotations": annotate(rule.span.location, rule.description)})
+        return known[1]
+
+
+def allow_rules(direction: str, peer: dict, protocols: list[tuple[dict, list[int | str] | None]],
+                metadata: dict) -> list[dict]:
+    """The rules of one (flow, peer): the peer on the far side, the ports on the destination;
+    `protocols` and `metadata` from `FlowParts`."""
     far = "source" if direction == "ingress" else "destination"
     out = []
-    for fields, dst_ports in _protocols(ports):
-        r = {**fields, "action": "Allow", "metadata": {"annotations": annotate(rule.span.location, rule.description)}}
+    for fields, dst_ports in protocols:
+        r = {**fields, "action": "Allow", "metadata": metadata}
         if peer:
             r[far] = dict(peer)
         if dst_ports is not None:

@@ -7,12 +7,12 @@ by `compiler/schemas/estate.schema.json`, which the tests validate against.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from netaddr import IPAddress, IPNetwork
 
 from .. import model as m
+from . import jsonout
 
 SCHEMA_ID = "https://netpolc.dev/schemas/estate-v1.json"
 
@@ -85,5 +85,5 @@ def _cluster(c: m.Cluster) -> dict:
 
 
 def render(model: m.Model) -> dict[str, bytes]:
-    text = json.dumps(estate(model), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    text = jsonout.dumps(estate(model), ensure_ascii=False) + "\n"  # json.dumps(indent=2, sort_keys=True)
     return {"estate.json": text.encode("utf-8")}

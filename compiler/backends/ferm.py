@@ -72,12 +72,18 @@ ICMPV6_BASE = ("destination-unreachable", "packet-too-big", "time-exceeded", "pa
                "redirect")
 TABLES = ("filter", "mangle", "nat", "raw", "security")
 SAVE_TOOL = {4: "iptables", 6: "ip6tables"}
+# (variable, id of the set's cidrs) -> (those cidrs, the @def lines): a set (a role's hosts, a
+# network) is defined in every file that uses it; formatting its addresses once per file made
+# the backend quadratic in the hosts. The cidrs are kept so their id cannot be reused.
+_Made = dict[tuple[str, int], tuple[tuple[IPNetwork, ...], list[str]]]
 
 
 def render(model: m.Model) -> dict[str, bytes]:
     firewalls = analysis.host_firewalls(model)
     names = _variable_names(fw for fw in firewalls.values())
-    return {f"ferm/{host}.conf": _file(model, fw, names).encode() for host, fw in firewalls.items()}
+    made: _Made = {}
+    return {f"ferm/{host}.conf": _file(model, fw, names, made).encode() for host, fw in firewalls.items()}
+
 
 
 # ------------------------------------------------------------------ names
@@ -281,12 +287,18 @@ def _chain(fw: HostFirewall, family: int, names: dict[tuple[str, str], str], use
     return out
 
 
-def _definitions(fw: HostFirewall, names: dict[tuple[str, str], str], used: set[str]) -> list[str]:
-    sets = {f"{names[(s.kind, s.name)]}_V{f}": s.of(f) for a in fw.admits for s in a.sources or ()
+def _definitions(fw: HostFirewall, names: dict[tuple[str, str], str], used: set[str], made: _Made) -> list[str]:
+    sets = {f"{names[(s.kind, s.name)]}_V{f}": (s, f) for a in fw.admits for s in a.sources or ()
             if s.kind not in INLINE_KINDS for f in (4, 6)}
     out = []
     for var in sorted(used):
-        out += _wrap(f"@def ${var} = {_array_always(_address(n) for n in _sorted_nets(sets[var]))};", "", "    ")
+        s, family = sets[var]
+        known = made.get((var, id(s.cidrs)))
+        if known is None or known[0] is not s.cidrs:
+            nets = _sorted_nets(s.of(family))
+            known = made[(var, id(s.cidrs))] = (
+                s.cidrs, _wrap(f"@def ${var} = {_array_always(_address(n) for n in nets)};", "", "    "))
+        out += known[1]
     return out
 
 
@@ -306,11 +318,11 @@ def _keep(family: int) -> list[str]:
     return out
 
 
-def _file(model: m.Model, fw: HostFirewall, names: dict[tuple[str, str], str]) -> str:
+def _file(model: m.Model, fw: HostFirewall, names: dict[tuple[str, str], str], made: _Made) -> str:
     used: set[str] = set()
     v4 = _chain(fw, 4, names, used)
     v6 = _chain(fw, 6, names, used)
-    defs = _definitions(fw, names, used)
+    defs = _definitions(fw, names, used, made)
     keep_comment = [
         "# Chains this file does not own, kept as they are when ferm runs (@preserve): every chain of",
         "# every table but filter/INPUT, kube-proxy's KUBE-* and Calico's cali-* among them, listed",
