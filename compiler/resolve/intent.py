@@ -16,6 +16,7 @@ from ..diagnostics import Diagnostics
 from .clusters import settings_by_keyword
 from .endpoints import Endpoints
 from .ports import Services
+from .safety import Safety
 from .symbols import Symbols
 from .topology import Topology
 from .values import check_name
@@ -52,6 +53,7 @@ class Intent:
         self.services = services
         self.today = today
         self.diags = diags
+        self.safety = Safety(endpoints, diags)
         self.apps: dict[str, m.App] = {}
         self.roles: dict[str, m.Role] = {}
         self.flows: list[m.Flow] = []
@@ -163,6 +165,7 @@ class Intent:
     def _rule(self, owner_kind: str, owner: str, rule: s.Rule, target: m.Endpoint,
               app: m.App | None = None) -> m.Rule | None:
         description, expires = _options(rule, self.today, self.diags)
+        exposed = self.safety.reason(rule)
         clusters = self._only_in(rule, app)
         word = "from" if rule.verb == "allow" else "to"
         peers = self.endpoints.resolve(rule.peers, f"after `{word}`")
@@ -176,7 +179,10 @@ class Intent:
             ends = self._default_ports(rule, peers, target, app, clusters)
             if ends is None:
                 return None
-        mr = m.Rule(owner_kind, owner, direction, peers, ports, description, expires, clusters, rule.span)  # type: ignore[arg-type]
+        mr = m.Rule(owner_kind, owner, direction, peers, ports, description, expires, clusters, rule.span,  # type: ignore[arg-type]
+                    exposed)
+        default = app.default if app is not None else target.kind == "all-hosts"
+        self.safety.check(rule, mr, ends, f"{'default ' if default else ''}{owner_kind} {owner}")
         for peer, local, pp in ends:
             if direction == "ingress":
                 self.flows.append(m.Flow((peer,), (local,), pp, mr))
