@@ -16,12 +16,10 @@ and by lint (L031), so the two never disagree about what counts:
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 
-from netaddr import IPSet
-
 from . import model as m
+from .ranges import Ranges
 
 # (protocol, first port, last port, what it is, severity when open to any address)
 SENSITIVE: tuple[tuple[str, int, int, str, str], ...] = (
@@ -105,42 +103,7 @@ def sensitive_hits(ports: Iterable[m.PortMatch]) -> dict[str, list[tuple[str, st
     return hits
 
 
-class Private:
-    """The addresses that are not `internet` (special-purpose ranges and the estate's own) as
-    merged, sorted (version, first, last) ranges, so a peer's public share is a bisection per
-    CIDR, whatever the number of its CIDRs."""
-
-    def __init__(self, not_internet: IPSet):
-        merged: list[tuple[int, int, int]] = []
-        for c in sorted(not_internet.iter_cidrs(), key=lambda c: (c.version, c.first)):
-            if merged and merged[-1][0] == c.version and c.first <= merged[-1][2] + 1:
-                merged[-1] = (c.version, merged[-1][1], max(merged[-1][2], c.last))
-            else:
-                merged.append((c.version, c.first, c.last))
-        self.ranges = merged
-
-    def public(self, cidrs: Iterable) -> tuple[int, int]:
-        """How many public addresses (v4, v6) disjoint CIDRs hold."""
-        v4 = v6 = 0
-        for c in cidrs:
-            n = c.size
-            i = bisect.bisect_left(self.ranges, (c.version, c.first, -1)) - 1
-            i = max(i, 0)
-            while i < len(self.ranges):
-                v, a, b = self.ranges[i]
-                if (v, a) > (c.version, c.last):
-                    break
-                if v == c.version and b >= c.first:
-                    n -= min(b, c.last) - max(a, c.first) + 1
-                i += 1
-            if c.version == 4:
-                v4 += n
-            else:
-                v6 += n
-        return v4, v6
-
-
-def internet_wide(ep: m.Endpoint, private: Private) -> bool:
+def internet_wide(ep: m.Endpoint, private: Ranges) -> bool:
     """Does egress to this peer reach the internet wide open (see the module docstring)? A peer
     smaller than the thresholds cannot be, and is not measured."""
     if ep.kind == "internet":
@@ -148,5 +111,9 @@ def internet_wide(ep: m.Endpoint, private: Private) -> bool:
     v4, v6 = _sizes(ep.cidrs)
     if v4 <= WIDE_V4 and v6 <= WIDE_V6:
         return False
-    v4, v6 = private.public(ep.cidrs)
+    for c in ep.cidrs:  # the peer's CIDRs are disjoint: take away what of each is not public
+        if c.version == 4:
+            v4 -= private.shared(c)
+        else:
+            v6 -= private.shared(c)
     return v4 > WIDE_V4 or v6 > WIDE_V6

@@ -18,11 +18,13 @@ from . import analysis
 from . import model as m
 from . import syntax as s
 from .backends import BackendError, render_all
-from .diagnostics import Diagnostic, Diagnostics
+from .diagnostics import Diagnostic, Diagnostics, Span
 from .parser import parse_text
 from .resolve import resolve
 
 SUFFIX = ".npl"
+MAX_FILE_BYTES = 16 * 2 ** 20  # E030: one policy file; the reference estate's largest is a few KiB
+MAX_TOTAL_BYTES = 64 * 2 ** 20  # E031: all of them together, so memory and time stay bounded
 
 
 @dataclass
@@ -46,12 +48,22 @@ def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
         diags.error("E006", f"policy folder `{root}` does not exist or is not a folder", None)
         return {}
     out: dict[str, str] = {}
+    total = 0
     for path in sorted(root.rglob(f"*{SUFFIX}")):
         if not path.is_file():
             continue
         rel = path.relative_to(root).as_posix()
         try:
-            out[rel] = path.read_bytes().decode("utf-8")
+            size = _size_ok(path.stat().st_size, rel, total, diags)
+            if size is None:
+                continue
+            total += size
+            with path.open("rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)  # never more, even if it grew since
+            if len(data) > MAX_FILE_BYTES:
+                _size_ok(len(data), rel, 0, diags)
+                continue
+            out[rel] = data.decode("utf-8")
         except UnicodeDecodeError as err:
             diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", None)
         except OSError as err:
@@ -59,6 +71,21 @@ def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
     if not out and not diags.has_errors:
         diags.error("E006", f"no `*{SUFFIX}` files in `{root}`", None)
     return out
+
+
+def _size_ok(size: int, rel: str, total: int, diags: Diagnostics) -> int | None:
+    """The size, or None (E030, E031) when the file would take the sources past the limits:
+    checked before reading, so an enormous file is never loaded."""
+    where = Span(rel, 1, 1, 1, 1)
+    if size > MAX_FILE_BYTES:
+        diags.error("E030", f"{rel} is {size:,} bytes, more than a policy file may be "
+                    f"({MAX_FILE_BYTES // 2 ** 20} MiB)", where, "split it, or check that it is a policy file")
+        return None
+    if total + size > MAX_TOTAL_BYTES:
+        diags.error("E031", f"{rel} takes the policy files past {MAX_TOTAL_BYTES // 2 ** 20} MiB in all", where,
+                    "check that the folder holds only policy files")
+        return None
+    return size
 
 
 def parse_all(sources: dict[str, str], diags: Diagnostics) -> list[s.File] | None:

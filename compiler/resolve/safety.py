@@ -19,6 +19,7 @@ from .. import exposure as x
 from .. import model as m
 from .. import syntax as s
 from ..diagnostics import Diagnostics
+from ..ranges import Ranges
 from .endpoints import SPECIAL_PURPOSE, Endpoints
 
 Ends = tuple[m.Endpoint, m.Endpoint, tuple[m.PortMatch, ...]]
@@ -28,7 +29,7 @@ class Safety:
     def __init__(self, endpoints: Endpoints, diags: Diagnostics):
         self.endpoints = endpoints
         self.diags = diags
-        self.private = x.Private(SPECIAL_PURPOSE | endpoints.estate)
+        self.private = Ranges(SPECIAL_PURPOSE | endpoints.estate)  # what is not `internet`
         self._names_internet: dict[str, bool] = {}
 
     def reason(self, rule: s.Rule) -> str | None:
