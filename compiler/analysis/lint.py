@@ -27,7 +27,7 @@ codes (documented in `docs/language.md`, "Lint"):
   them written with addresses, neither picking all its addresses out of the networks it overlaps.
 - L090 warning: a `# lint: allow` comment that silences nothing or names an unknown code.
 
-A finding is silenced by a comment `# lint: allow L030 -- why` on a line of the statement (or
+A finding is silenced by a comment `# lint: allow L031 -- why` on a line of the statement (or
 declaration) it is about, or on the comment lines directly above it; the silenced findings are
 kept apart (`Report.allowed`), and a comment that silences nothing is itself a finding (L090).
 """
@@ -71,7 +71,7 @@ EXPIRY_NOTICE = 30  # days: L041
 
 HOST_KINDS = ("host", "role", "all-hosts")
 APP_KINDS = ("app", "all-apps")
-PRAGMA = re.compile(r"#\s*lint:\s*allow\b(.*)")  # the whole comment: `# lint: allow L030, L001 -- why`
+PRAGMA = re.compile(r"#\s*lint:\s*allow\b(.*)")  # the whole comment: `# lint: allow L031, L001 -- why`
 PRAGMA_CODE = re.compile(r"[A-Z]\d{3}")
 
 
@@ -688,7 +688,7 @@ def _silence(found: list[Finding], sources: dict[str, str]) -> Report:
         idle = [c for c in p.codes if c in CODES and c != "L090" and (key, c) not in used]
         if not p.codes:
             report.findings.append(Finding("L090", "`lint: allow` names no code", p.span,
-                                           "write the codes it silences: `# lint: allow L030 -- reason`"))
+                                           "write the codes it silences: `# lint: allow L031 -- reason`"))
         for c in unknown:
             report.findings.append(Finding("L090", f"`lint: allow` names `{c}`, which is not a lint code", p.span,
                                            f"lint codes: {', '.join(k for k in CODES if k != 'L090')}"))
