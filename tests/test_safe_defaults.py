@@ -91,6 +91,9 @@ def test_e701_says_what_and_shows_the_explicit_form() -> None:
     (d,) = errors(diags)
     assert d.message == "`any` may reach role db on PostgreSQL (tcp 5432), a sensitive port"
     assert '`allow tcp 5432 from any exposed "' in d.hint
+    _, diags = run("role gw {\n  ssh-gateway\n  allow tcp 22 from any\n}\n")  # the bastion case
+    (d,) = errors(diags)
+    assert d.hint.startswith("an SSH gateway is the way in from outside") and "exposed" in d.hint
 
 
 def test_the_default_role_is_checked_too() -> None:

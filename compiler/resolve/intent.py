@@ -57,6 +57,7 @@ class Intent:
         self.apps: dict[str, m.App] = {}
         self.roles: dict[str, m.Role] = {}
         self.flows: list[m.Flow] = []
+        self.gateway_roles: set[str] = set()  # roles that say `ssh-gateway`
         # the clusters each app names, valid or not, so a broken cluster does not also read as "not its cluster"
         self.declared_clusters: dict[str, set[str]] = {}
 
@@ -64,6 +65,7 @@ class Intent:
         self._check_host_roles()
         app_nodes = {k: e.node for k, e in self.symbols.tables["app"].items()}
         role_nodes = {k: e.node for k, e in self.symbols.tables["role"].items()}
+        self.gateway_roles = {k for k, n in role_nodes.items() if n.ssh_gateway}  # type: ignore[attr-defined]
         self._single_default("role", role_nodes)
         self._single_default("app", app_nodes)
         for node in app_nodes.values():
@@ -182,7 +184,8 @@ class Intent:
         mr = m.Rule(owner_kind, owner, direction, peers, ports, description, expires, clusters, rule.span,  # type: ignore[arg-type]
                     exposed)
         default = app.default if app is not None else target.kind == "all-hosts"
-        self.safety.check(rule, mr, ends, f"{'default ' if default else ''}{owner_kind} {owner}")
+        gateway = owner_kind == "role" and owner in self.gateway_roles
+        self.safety.check(rule, mr, ends, f"{'default ' if default else ''}{owner_kind} {owner}", gateway)
         for peer, local, pp in ends:
             if direction == "ingress":
                 self.flows.append(m.Flow((peer,), (local,), pp, mr))

@@ -44,9 +44,10 @@ class Safety:
                              'say why it must be open to any address: `exposed "the vendor connects from anywhere"`')
         return given.reason.value
 
-    def check(self, rule: s.Rule, mr: m.Rule, ends: list[Ends], owner: str) -> None:
+    def check(self, rule: s.Rule, mr: m.Rule, ends: list[Ends], owner: str, gateway: bool = False) -> None:
+        """`gateway`: the owner is a role that says `ssh-gateway` (the hint then speaks of bastions)."""
         if mr.direction == "ingress":
-            used = self._ingress(rule, mr, ends, owner)
+            used = self._ingress(rule, mr, ends, owner, gateway)
             if rule.exposed and not used:
                 self.diags.warning("W006", "`exposed` but this statement opens no sensitive port to any address",
                                    rule.exposed[0].span, "remove `exposed`: only a sensitive port open to any "
@@ -63,7 +64,7 @@ class Safety:
                     f"(`connect ... to internet, network internal`); `{peer.label}` may also reach addresses "
                     "nobody meant")
 
-    def _ingress(self, rule: s.Rule, mr: m.Rule, ends: list[Ends], owner: str) -> bool:
+    def _ingress(self, rule: s.Rule, mr: m.Rule, ends: list[Ends], owner: str, gateway: bool) -> bool:
         """E701 for each peer standing for any address that reaches a sensitive port; whether
         any peer did (so `exposed` was needed)."""
         used = False
@@ -86,10 +87,13 @@ class Safety:
                 what = ", ".join(f"{w} ({p})" for w, p in hits["error"]) + ", a sensitive port"
             written = "" if mr.ports is None else " " + ", ".join(str(p) for p in mr.ports)
             who = f"`{peer.label}`" + ("" if peer.kind in ("any", "internet") else " (half an address family or more)")
-            self.diags.error(
-                "E701", f"{who} may reach {owner} on {what}", peer.span,
-                f"narrow the sources; if it is meant, say so and why: "
-                f"`{rule.verb}{written} from {peer.label} exposed \"why anyone may connect\"`")
+            explicit = f"`{rule.verb}{written} from {peer.label} exposed \"why anyone may connect\"`"
+            if gateway and not every and [w for w, _ in hits["error"]] == ["SSH"]:
+                hint = (f"an SSH gateway is the way in from outside, which a reviewer should see stated: {explicit}; "
+                        "or narrow the sources to where the operators connect from")
+            else:
+                hint = f"narrow the sources; if it is meant, say so and why: {explicit}"
+            self.diags.error("E701", f"{who} may reach {owner} on {what}", peer.span, hint)
         return used
 
     def names_internet(self, peer: m.Endpoint) -> bool:
