@@ -112,19 +112,23 @@ def render_text(diags: Iterable[Diagnostic], sources: dict[str, str], root: str 
     """
     diags = list(diags)
     out: list[str] = []
+    split: dict[str, list[str]] = {}  # each file split once, however many diagnostics it has
     for d in diags:
         where = f"{os.path.join(root, str(d.span))}: " if d.span else ""
         out.append(f"{where}{d.severity}[{d.code}]: {d.message}")
         if d.span and d.span.file in sources:
-            lines = sources[d.span.file].split("\n")  # as the parser counts lines: not on \f, \v, U+2028...
+            if d.span.file not in split:  # as the parser counts lines: not on \f, \v, U+2028...
+                split[d.span.file] = sources[d.span.file].split("\n")
+            lines = split[d.span.file]
             if 0 < d.span.line <= len(lines):
                 text = lines[d.span.line - 1].rstrip("\r").expandtabs(1)
                 width = 1
                 if d.span.end_line == d.span.line and d.span.end_column > d.span.column:
                     width = d.span.end_column - d.span.column
+                text, column, width = _excerpt(text, d.span.column, width)
                 gutter = str(d.span.line)
                 out.append(f" {gutter} | {text}")
-                out.append(f" {' ' * len(gutter)} | {' ' * (d.span.column - 1)}^{'~' * (width - 1)}")
+                out.append(f" {' ' * len(gutter)} | {' ' * (column - 1)}^{'~' * (width - 1)}")
         for message, span in d.notes:
             out.append(f"  = note: {message}" + (f" ({span})" if span else ""))
         if d.hint:
@@ -135,6 +139,23 @@ def render_text(diags: Iterable[Diagnostic], sources: dict[str, str], root: str 
     if errors or warnings or infos:
         out.append(f"{errors} error(s), {warnings} warning(s)" + (f", {infos} info(s)" if infos else ""))
     return "\n".join(out) + ("\n" if out else "")
+
+
+EXCERPT = 160  # characters of a long source line shown around the caret
+
+
+def _excerpt(text: str, column: int, width: int) -> tuple[str, int, int]:
+    """A window of a long line around the column (`…` where it is cut), and the caret's column
+    and width in it: a 10 MB line is quoted in 160 characters, not copied to the terminal."""
+    if len(text) <= EXCERPT:
+        return text, column, width
+    start = max(0, min(column - 1 - EXCERPT // 3, len(text) - EXCERPT))
+    window = text[start:start + EXCERPT]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + EXCERPT < len(text) else ""
+    column = column - start + len(prefix)
+    width = max(1, min(width, EXCERPT - (column - 1 - len(prefix))))
+    return prefix + window + suffix, column, width
 
 
 def render_json(diags: Iterable[Diagnostic], root: str = "") -> str:

@@ -14,7 +14,7 @@ tokens, in the same order, laid out by these rules:
 - a statement may continue on further lines where its author broke it, but only
   after a list's `,` (the next line is aligned with the list's first item) or
   before a clause keyword (`from`, `to`, `except`, `roles`, `uplink`, `for`,
-  `cluster-id`, `in`, `expires`, `description`; the next line is indented one
+  `cluster-id`, `in`, `expires`, `exposed`, `description`; the next line is indented one
   level more than the statement); any other line break inside a statement is
   joined;
 - strings are requoted: a quote and a backslash are escaped with a backslash,
@@ -51,7 +51,7 @@ INDENT = "  "
 BLOCKS = frozenset({"site", "row", "rack", "cluster", "role", "app"})
 # keywords a statement may be broken before (the break is kept where the author made it)
 CLAUSE_KEYWORDS = frozenset({"from", "to", "except", "roles", "uplink", "for", "cluster-id", "in", "expires",
-                             "description"})
+                             "description", "exposed"})
 _VALUE_TERMINALS = frozenset({"NAME", "INT", "ADDRESS", "STRING", "DATE"})
 _LIST_ITEM_TOKENS = frozenset({"NAME", "INT", "ADDRESS"})
 

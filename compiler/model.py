@@ -213,6 +213,8 @@ class Rule:
     # `in cluster ...`: the app's clusters this rule applies in; empty means all of them
     clusters: tuple[str, ...]
     span: Span
+    # `exposed "why"`: the reason a sensitive port is open to any address on purpose
+    exposed: str | None = None
 
 
 @dataclass(frozen=True)

@@ -385,8 +385,11 @@ class _ToSyntax(Transformer):
             peers = items[1]
             rest = items[2:]
             return s.Rule(verb, ports, peers, _all(rest, s.Text), _all(rest, s.Expires), _all(rest, s.OnlyIn),
-                          self._span(meta))
+                          self._span(meta), _all(rest, s.Exposed))
         return make
+
+    def exposed(self, meta, items):
+        return s.Exposed(items[0], self._span(meta))
 
     def only_in(self, meta, items):
         return s.OnlyIn(tuple(items[0]), self._span(meta))

@@ -20,11 +20,13 @@ from . import analysis
 from . import model as m
 from . import syntax as s
 from .backends import BackendError, OutputPathError, render_all
-from .diagnostics import Diagnostic, Diagnostics
+from .diagnostics import Diagnostic, Diagnostics, Span
 from .parser import parse_text
 from .resolve import resolve
 
 SUFFIX = ".npl"
+MAX_FILE_BYTES = 16 * 2 ** 20  # E030: one policy file; the reference estate's largest is a few KiB
+MAX_TOTAL_BYTES = 64 * 2 ** 20  # E031: all of them together, so memory and time stay bounded
 
 
 @dataclass
@@ -84,8 +86,9 @@ def _policy_files(root: Path, diags: Diagnostics) -> list[tuple[str, str]]:
     return sorted(found, key=lambda f: f[0].split("/"))
 
 
-def _read_policy(rel: str, path: str, diags: Diagnostics) -> str | None:
-    """The text of one policy file; a FIFO or device is reported, never opened for reading."""
+def _read_policy(rel: str, path: str, total: int, diags: Diagnostics) -> str | None:
+    """The text of one policy file; a FIFO or device is reported, never opened for reading, and a file
+    past the size limits (E030, E031; `total` bytes read so far) is never loaded."""
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
@@ -97,7 +100,12 @@ def _read_policy(rel: str, path: str, diags: Diagnostics) -> str | None:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the check
                 diags.error("E012", f"{rel} is not a regular file", None)
                 return None
-            return f.read().decode("utf-8")
+            if _size_ok(os.fstat(fd).st_size, rel, total, diags) is None:
+                return None
+            data = f.read(MAX_FILE_BYTES + 1)  # never more, even if it grew since
+            if _size_ok(len(data), rel, total, diags) is None:  # it grew since
+                return None
+            return data.decode("utf-8")
     except UnicodeDecodeError as err:
         diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", None)
     except OSError as err:
@@ -119,13 +127,30 @@ def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
         diags.error("E006", f"policy folder `{root}` does not exist or is not a folder", None)
         return {}
     out: dict[str, str] = {}
+    total = 0
     for rel, path in _policy_files(root, diags):
-        text = _read_policy(rel, path, diags)
+        text = _read_policy(rel, path, total, diags)
         if text is not None:
             out[rel] = text
+            total += len(text.encode("utf-8"))
     if not out and not diags.has_errors:
         diags.error("E006", f"no `*{SUFFIX}` files in `{root}`", None)
     return out
+
+
+def _size_ok(size: int, rel: str, total: int, diags: Diagnostics) -> int | None:
+    """The size, or None (E030, E031) when the file would take the sources past the limits:
+    checked before reading, so an enormous file is never loaded."""
+    where = Span(rel, 1, 1, 1, 1)
+    if size > MAX_FILE_BYTES:
+        diags.error("E030", f"{rel} is {size:,} bytes, more than a policy file may be "
+                    f"({MAX_FILE_BYTES // 2 ** 20} MiB)", where, "split it, or check that it is a policy file")
+        return None
+    if total + size > MAX_TOTAL_BYTES:
+        diags.error("E031", f"{rel} takes the policy files past {MAX_TOTAL_BYTES // 2 ** 20} MiB in all", where,
+                    "check that the folder holds only policy files")
+        return None
+    return size
 
 
 def parse_all(sources: dict[str, str], diags: Diagnostics) -> list[s.File] | None:

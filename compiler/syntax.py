@@ -255,6 +255,14 @@ class Expires:
 
 
 @dataclass(frozen=True)
+class Exposed:
+    """`exposed "why"`: the statement opens a sensitive port to any address on purpose."""
+
+    reason: Text
+    span: Span
+
+
+@dataclass(frozen=True)
 class OnlyIn:
     """`in cluster a, b`: the statement applies in those of the app's clusters only."""
 
@@ -273,6 +281,7 @@ class Rule:
     expires: tuple[Expires, ...]
     only_in: tuple[OnlyIn, ...]
     span: Span
+    exposed: tuple[Exposed, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ service dns = udp 53, tcp 53
 role kafka-broker {
   allow service kafka from network internal
 }
-role bastion { allow tcp 22 from any }
+role bastion { allow tcp 22 from any exposed "the way in from outside" }
 role k8s-worker { allow tcp 10250 from network monitoring }
 role prometheus { connect tcp 9100 to role k8s-worker }
 default role base {

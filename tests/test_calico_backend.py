@@ -446,7 +446,9 @@ def test_the_default_app_policy() -> None:
             ("set network-lvs-logstash", "TCP", (4560, 10514, 11514)),
             ("set network-lvs-logstash", "UDP", (8324, 10514, 11514, 12201)),
             ("set network-kubepods", "any", None),
-            ("any", "ICMP", None), ("any", "ICMPv6", None)}
+            # ICMP out names the world and our networks: egress to the internet says `internet` (E703)
+            *((f"set {s}", p, None) for s in ("internet", "network-domain-networks", "network-internal")
+              for p in ("ICMP", "ICMPv6"))}
         assert summary(spec["ingress"], "ingress") == {("any", "ICMP", None), ("any", "ICMPv6", None),
                                                        ("set role-prometheus", "TCP", (9102,))}
         icmp = [r for r in spec["egress"] if r.get("protocol", "").startswith("ICMP")]

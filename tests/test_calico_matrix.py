@@ -408,12 +408,13 @@ def test_each_file_holds_its_kind_sorted_by_name():
 
 
 def test_the_outside_addresses_are_outside():
-    """The public and private probes are in no endpoint of the intent but `any`: they test the default."""
+    """The public and private probes are in no endpoint of the intent but `any` and `internet`:
+    they test the default (and, for `internet`, its set)."""
     model = estate().model
     for address in OUTSIDE:
         a = ipaddress.ip_address(address)
         holders = {e.label for f in model.flows for e in (*f.sources, *f.destinations)
-                   if e.kind != "any" and any(a in net for net in _networks(e.cidrs))}
+                   if e.kind not in ("any", "internet") and any(a in net for net in _networks(e.cidrs))}
         assert holders == set(), (address, holders)
     assert not {e.kind for f in model.flows for e in (*f.sources, *f.destinations) if e.apps} - {"app", "all-apps"}
 

@@ -29,7 +29,7 @@ site s1 {
   }
 }
 role web { allow tcp 443 from any }
-role bastion { allow tcp 22 from any }
+role bastion { allow tcp 22 from any exposed "the way in" }
 default role base { allow tcp 22 from role bastion description "SSH from bastions" }
 """
 

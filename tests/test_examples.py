@@ -221,9 +221,10 @@ def test_language_doc_lists_every_diagnostic_code():
     source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "compiler").rglob("*.py"))
     # diagnostics, the codes of an unsafe output path (E009, E010) and those of a failed write (`code = "E008"`)
     used = set(re.findall(r"(?:(?:diags\.(?:error|warning)|OutputPathError)\(|\bcode = )\s*\"([EW]\d{3})\"", source))
-    # the redundancy findings: `self.add(span, "R1xx", ...)` in redundancy.py, `Problem` codes in peering.py
+    # the analyses' findings: `self.add(span, "R1xx", ...)` in redundancy.py, `Problem` codes in peering.py,
+    # the lock-out guard's warnings (W007) in lockout.py
     analysis = "\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO / "compiler" / "analysis").glob("*.py")))
-    findings = set(re.findall(r"\"(R\d{3})\"", analysis))
+    findings = set(re.findall(r"\"([RW]\d{3})\"", analysis))
     documented = set(re.findall(r"^\| ([EWR]\d{3}) \|", _doc(), re.M))
     assert used, "no diagnostic codes found in the compiler"
     assert {"R101", "R105", "R120", "R130"} <= findings, "the finding codes of compiler/analysis/ were not found"

@@ -70,7 +70,7 @@ default role base {
 }
 role bastion {
   ssh-gateway
-  allow tcp 22 from any
+  allow tcp 22 from any exposed "the way in"
 }
 role web { }
 role worker { }

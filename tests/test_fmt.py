@@ -291,6 +291,21 @@ network m = host a, b description "joined: a string is not a clause"
 """)
 
 
+def test_exposed_is_printed_and_a_break_before_it_is_kept():
+    check("""\
+role bastion { allow tcp 22 from any   exposed   "the way in" description "ssh"
+allow tcp 5432 from any description "replica"
+      exposed "the vendor's \\"replica\\""
+}
+""", """\
+role bastion {
+  allow tcp 22 from any exposed "the way in" description "ssh"
+  allow tcp 5432 from any description "replica"
+    exposed "the vendor's \\"replica\\""
+}
+""")
+
+
 def test_full_line_comments_are_indented_with_the_statements_around_them():
     check("""\
    # about the site

@@ -15,11 +15,10 @@ codes (documented in `docs/language.md`, "Lint"):
 - L014 warning: a named network that holds no address.
 - L020 info: a service never used (not by a statement, a `listen`, or a service that is used).
 - L021 info: a network never used (not by a statement, nor by a network that is used).
-- L030 error: from any address (`any`, `internet`, a network holding half an address family) to
-  a sensitive port (SSH, BGP, etcd, the kubelet, databases, Kafka...) or to every port.
-- L031 warning: from any address to a port that is exposed with care (the Kubernetes API server,
-  SNMP...).
-- L032 info: SSH from any address to the hosts of an `ssh-gateway` role: the bastion pattern.
+- L031 warning: from any address (`any`, `internet`, a network holding half an address family;
+  `compiler.exposure`) to a port that is exposed with care (the Kubernetes API server, SNMP...),
+  unless the statement says `exposed "why"`. A sensitive port (SSH, etcd, databases...) or every
+  port open to any address is no lint finding: it does not compile without `exposed` (E701).
 - L040 error: a statement whose `expires` date is past (the compiler's W001; it stays in force).
 - L041 info: a statement that expires within EXPIRY_NOTICE days.
 - L050 warning: two named networks that list the same address or range, neither holding the
@@ -28,7 +27,7 @@ codes (documented in `docs/language.md`, "Lint"):
   them written with addresses, neither picking all its addresses out of the networks it overlaps.
 - L090 warning: a `# lint: allow` comment that silences nothing or names an unknown code.
 
-A finding is silenced by a comment `# lint: allow L030 -- why` on a line of the statement (or
+A finding is silenced by a comment `# lint: allow L031 -- why` on a line of the statement (or
 declaration) it is about, or on the comment lines directly above it; the silenced findings are
 kept apart (`Report.allowed`), and a comment that silences nothing is itself a finding (L090).
 """
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 
 from netaddr import IPSet
 
+from .. import exposure as ex
 from .. import model as m
 from .. import syntax as s
 from ..diagnostics import Diagnostic, Span
@@ -59,9 +59,7 @@ CODES: dict[str, tuple[str, str]] = {
     "L014": ("warning", "network that holds no address"),
     "L020": ("info", "service never used"),
     "L021": ("info", "network never used"),
-    "L030": ("error", "sensitive port open to any address"),
     "L031": ("warning", "port open to any address"),
-    "L032": ("info", "SSH from any address to an ssh-gateway"),
     "L040": ("error", "expired statement"),
     "L041": ("info", "statement that expires soon"),
     "L050": ("warning", "networks listing the same addresses"),
@@ -71,35 +69,9 @@ CODES: dict[str, tuple[str, str]] = {
 
 EXPIRY_NOTICE = 30  # days: L041
 
-# (protocol, first port, last port, what it is, severity when open to any address)
-SENSITIVE: tuple[tuple[str, int, int, str, str], ...] = (
-    ("tcp", 22, 22, "SSH", "error"),
-    ("tcp", 23, 23, "telnet", "error"),
-    ("tcp", 179, 179, "BGP", "error"),
-    ("tcp", 2181, 2181, "ZooKeeper", "error"),
-    ("tcp", 2375, 2376, "the Docker API", "error"),
-    ("tcp", 2379, 2380, "etcd", "error"),
-    ("tcp", 3306, 3306, "MySQL/MariaDB", "error"),
-    ("tcp", 5432, 5432, "PostgreSQL", "error"),
-    ("tcp", 6379, 6379, "Redis", "error"),
-    ("tcp", 7000, 7001, "Cassandra internode", "error"),
-    ("tcp", 9042, 9042, "Cassandra", "error"),
-    ("tcp", 9092, 9092, "Kafka", "error"),
-    ("tcp", 10250, 10250, "the kubelet API", "error"),
-    ("tcp", 10255, 10255, "the read-only kubelet", "error"),
-    ("tcp", 11211, 11211, "memcached", "error"),
-    ("udp", 11211, 11211, "memcached", "error"),
-    ("tcp", 27017, 27017, "MongoDB", "error"),
-    ("tcp", 6443, 6443, "the Kubernetes API server", "warning"),
-    ("tcp", 10257, 10257, "kube-controller-manager", "warning"),
-    ("tcp", 10259, 10259, "kube-scheduler", "warning"),
-    ("udp", 161, 161, "SNMP", "warning"),
-)
-WORLD_V4 = 2 ** 31  # an address set holding half an address family counts as "any address"
-WORLD_V6 = 2 ** 127
 HOST_KINDS = ("host", "role", "all-hosts")
 APP_KINDS = ("app", "all-apps")
-PRAGMA = re.compile(r"#\s*lint:\s*allow\b(.*)")  # the whole comment: `# lint: allow L030, L001 -- why`
+PRAGMA = re.compile(r"#\s*lint:\s*allow\b(.*)")  # the whole comment: `# lint: allow L031, L001 -- why`
 PRAGMA_CODE = re.compile(r"[A-Z]\d{3}")
 
 
@@ -179,18 +151,6 @@ def _covers_one(have: list[m.PortMatch], need: m.PortMatch) -> bool:
 def ports_cover(have: list[m.PortMatch], need: Iterable[m.PortMatch]) -> bool:
     """Does the union of `have` hold every packet of `need`?"""
     return all(_covers_one(have, p) for p in need)
-
-
-def _overlap(a: m.PortMatch, b: m.PortMatch) -> bool:
-    if "any" in (a.protocol, b.protocol):
-        return True
-    if a.protocol != b.protocol:
-        return False
-    if a.protocol in ("icmp", "icmpv6"):
-        return a.icmp_type is None or b.icmp_type is None or (
-            a.icmp_type == b.icmp_type and (a.icmp_code is None or b.icmp_code is None or a.icmp_code == b.icmp_code))
-    (a1, a2), (b1, b2) = _range(a), _range(b)
-    return a1 <= b2 and b1 <= a2
 
 
 def _ports_text(ports: Iterable[m.PortMatch]) -> str:
@@ -361,7 +321,7 @@ class _Lint:
         for g in candidates:
             if g.kind != need.kind or not need.local <= g.local:
                 continue
-            if not any(_overlap(a, b) for a in need.ports for b in g.ports):
+            if not any(ex.overlap(a, b) for a in need.ports for b in g.ports):
                 continue
             if not self._remote_covers(g.remote, need.remote):
                 continue
@@ -553,74 +513,29 @@ class _Lint:
                 yield Finding("L021", f"network `{net.name}` is never used", span,
                               "remove it, or name it in a statement", notes, (net.span,))
 
-    # ------------------------------------------------------------------ L030-L032
-    @staticmethod
-    def world(ep: m.Endpoint) -> bool:
-        if ep.kind in ("any", "internet"):
-            return True
-        v4 = sum(c.size for c in ep.cidrs if c.version == 4)
-        v6 = sum(c.size for c in ep.cidrs if c.version == 6)
-        return v4 >= WORLD_V4 or v6 >= WORLD_V6
-
+    # ------------------------------------------------------------------ L031
     def exposure(self) -> Iterator[Finding]:
+        """Ports exposed with care open to any address. The sensitive ones need `exposed` to
+        compile (E701), and `exposed` says the statement is meant, so neither is reported here."""
         for rule in self.rules:
+            if rule.direction != "ingress" or rule.exposed is not None:
+                continue
             for u in self.units[id(rule)]:
-                if rule.direction != "ingress" or not self.world(u.peer):
+                if not ex.anywhere(u.peer):
                     continue
                 admitted = [e for e in u.effects if e.kind in ("host", "pod-in")]
                 if not admitted:
                     continue
-                hits: dict[str, list[tuple[str, str]]] = defaultdict(list)  # severity -> (what, ports)
-                every = False
-                for e in admitted:
-                    for p in e.ports:
-                        if p.protocol == "any" or (p.protocol in ("tcp", "udp", "sctp") and p.first is None):
-                            every = True
-                        for proto, a, b, what, sev in SENSITIVE:
-                            if _overlap(p, m.PortMatch(proto, a, b)):
-                                hit = (what, f"{proto} {a}" + ("" if a == b else f"-{b}"))
-                                if hit not in hits[sev]:
-                                    hits[sev].append(hit)
-                hosts = {h for e in admitted if e.kind == "host" for h in e.local}
-                to_gateway = (not any(e.kind == "pod-in" for e in admitted) and hosts
-                              and all(set(self.model.hosts[h].roles) & self.gateway_roles for h in hosts))
-                ssh = ("SSH", "tcp 22")
-                errors = [h for h in hits["error"] if not (to_gateway and h == ssh and not every)]
+                hits = ex.sensitive_hits(p for e in admitted for p in e.ports)
+                if not hits["warning"]:
+                    continue
                 who = f"`{u.peer.label}`"
                 if u.peer.kind not in ("any", "internet"):
                     who += " (half an address family or more)"
-                target = self.owner(rule)
-                ports = _ports_text(sorted({p for e in admitted for p in e.ports}))
-                scope = (rule.span,)
-                if every or errors:
-                    if every:
-                        names = [w for w, _ in errors]
-                        more = f" and {len(names) - 4} more" if len(names) > 4 else ""
-                        what = f"every port ({ports})" + (f": {', '.join(names[:4])}{more} included" if names else "")
-                    else:
-                        what = ", ".join(f"{w} ({p})" for w, p in errors)
-                    yield Finding("L030", f"{who} may reach {target} on {what}", u.peer.span,
-                                  self._exposure_hint(errors, every), (), scope)
-                elif hits["warning"]:
-                    yield Finding("L031", f"{who} may reach {target} on "
-                                  f"{', '.join(f'{w} ({p})' for w, p in hits['warning'])}", u.peer.span,
-                                  "fine when the service is meant for the world and authenticates its clients; "
-                                  "otherwise narrow the sources", (), scope)
-                elif ssh in hits["error"]:
-                    yield Finding("L032", f"{who} may reach {target} on SSH: its hosts are SSH gateways "
-                                  "(`ssh-gateway`), the way in from outside", u.peer.span,
-                                  "keep their SSH hardened (keys only, no passwords)", (), scope)
-
-    @staticmethod
-    def _exposure_hint(errors: list[tuple[str, str]], every: bool) -> str:
-        if every:
-            advice = "name the ports: `any` (or a protocol alone) from any address opens every service"
-        elif errors == [("SSH", "tcp 22")]:
-            advice = "allow SSH from the bastions (`role bastion`, or their network); only an `ssh-gateway` role " \
-                     "should accept it from anywhere"
-        else:
-            advice = "narrow the sources to the networks that need it"
-        return advice + "; if it is meant, say why with `# lint: allow L030 -- reason`"
+                yield Finding("L031", f"{who} may reach {self.owner(rule)} on "
+                              f"{', '.join(f'{w} ({p})' for w, p in hits['warning'])}", u.peer.span,
+                              "fine when the service is meant for the world and authenticates its clients: say so "
+                              "with `exposed \"why\"`; otherwise narrow the sources", (), (rule.span,))
 
     # ------------------------------------------------------------------ L040, L041
     def expiry(self) -> Iterator[Finding]:
@@ -773,7 +688,7 @@ def _silence(found: list[Finding], sources: dict[str, str]) -> Report:
         idle = [c for c in p.codes if c in CODES and c != "L090" and (key, c) not in used]
         if not p.codes:
             report.findings.append(Finding("L090", "`lint: allow` names no code", p.span,
-                                           "write the codes it silences: `# lint: allow L030 -- reason`"))
+                                           "write the codes it silences: `# lint: allow L031 -- reason`"))
         for c in unknown:
             report.findings.append(Finding("L090", f"`lint: allow` names `{c}`, which is not a lint code", p.span,
                                            f"lint codes: {', '.join(k for k in CODES if k != 'L090')}"))

@@ -8,6 +8,11 @@ It checks the host firewalls as `hostfw` builds them (what the ferm backend rend
   at the address the session uses.
 Either is an error: a compile that would lock the operators or the routers out fails, naming
 the host and the statement that makes the promise.
+
+Every host with a firewall is checked, against every `ssh-gateway` host of the estate, whatever
+its site: a host in a site without a bastion must admit the bastions of the others. A host that
+shares no address family with any of them (an IPv6-only host, IPv4-only bastions) has nothing
+the guard could check, and no bastion could reach it: that is a warning (W007), not a pass.
 """
 
 from __future__ import annotations
@@ -65,6 +70,14 @@ def check(model: m.Model, firewalls: dict[str, HostFirewall], graph: PeeringGrap
                 if lost:
                     missing[g.name] = lost
             ssh_cache[key] = missing
+        reachable = {a.version for _, g in gateways if g.name != name for a in g.addresses}
+        if reachable and not families & reachable:
+            findings.append(Finding(
+                host.span, "W007", name,
+                f"host {name} has no address in a family of the ssh-gateway hosts "
+                f"(IPv{' and IPv'.join(str(v) for v in sorted(reachable))}): no bastion can reach it, and the "
+                "lock-out guard has nothing to check", "give it an address the bastions can reach, or give a "
+                "bastion an address of its family", severity="warning"))
         missing = {g: [a for a in addrs if a not in own] for g, addrs in ssh_cache[key].items()}
         missing = {g: addrs for g, addrs in missing.items() if addrs}
         if missing:

@@ -7,11 +7,15 @@ names nothing is an error, never an empty or wider match.
 
 from __future__ import annotations
 
+import functools
+
 from netaddr import IPNetwork, IPSet
 
 from .. import model as m
 from .. import syntax as s
 from ..diagnostics import Diagnostics, Span, did_you_mean
+from ..ranges import Ranges
+from .order import dependency_order
 from .symbols import Symbols
 from .topology import Topology
 from .values import parse_network
@@ -96,8 +100,12 @@ class Endpoints:
             return m.Endpoint("cidr", str(net.cidr), (net,), (), peer.span) if net is not None else None
         if isinstance(peer, s.AnyPeer):
             return m.Endpoint("any", "any", tuple(IPNetwork(c) for c in ANY), (), peer.span)
-        internet = IPSet(ANY) - SPECIAL_PURPOSE - self.estate
-        return m.Endpoint("internet", "internet", m.cidrs_of(internet), (), peer.span)
+        return m.Endpoint("internet", "internet", self.internet, (), peer.span)
+
+    @functools.cached_property
+    def internet(self) -> tuple[IPNetwork, ...]:
+        """Every address but the special-purpose ranges and the estate's: computed once."""
+        return m.cidrs_of(IPSet(ANY) - SPECIAL_PURPOSE - self.estate)
 
     def named(self, kind: str, ref: s.Ref) -> m.Endpoint | None:
         if len(ref.parts) > 1 and kind not in ("rack", "row"):
@@ -225,10 +233,12 @@ class Endpoints:
             self.networks.setdefault(name, None)
             return self.networks[name]
         ipset = IPSet([c for ep in members for c in ep.cidrs])
-        for ep in excluded:
-            if not (ipset & ep.ipset()):
-                self.diags.warning("W003", f"excluding {ep.label} removes nothing from network `{name}`", ep.span)
-            ipset -= ep.ipset()
+        if excluded:  # one subtraction, and a bisection per item: linear in the items, not quadratic
+            held = Ranges(ipset)
+            for ep in excluded:
+                if not any(held.meets(c) for c in ep.cidrs):
+                    self.diags.warning("W003", f"excluding {ep.label} removes nothing from network `{name}`", ep.span)
+            ipset -= IPSet([c for ep in excluded for c in ep.cidrs])
         if not ipset:
             self.diags.warning("W004", f"network `{name}` holds no address", node.name.span)
         net = m.Network(name, m.cidrs_of(ipset), members, excluded,
@@ -237,6 +247,33 @@ class Endpoints:
         return self.networks[name]
 
     def all_networks(self) -> dict[str, m.Network]:
-        for name, entry in self.symbols.tables["network"].items():
-            self.network(name, entry.span)
+        """Every network, each resolved after those it names (see `order`), cycles reported once."""
+        table = self.symbols.tables["network"]
+        order, cycles = dependency_order(table, self._network_refs)
+        for cycle in cycles:
+            self.diags.error("E501", f"network `{cycle.names[0]}` is defined in terms of itself: {cycle.chain()}",
+                             cycle.span)
+            for name in cycle.names:
+                self.networks[name] = None
+        for name in order:
+            self.network(name, table[name].span)
         return {k: v for k, v in self.networks.items() if v is not None}
+
+    def _network_refs(self, name: str) -> list[tuple[str, Span]]:
+        """The networks a network's definition names (a bare name takes the kind before it)."""
+        entry = self.symbols.tables["network"].get(name)
+        if entry is None:
+            return []
+        node: s.Network = entry.node  # type: ignore[assignment]
+        out: list[tuple[str, Span]] = []
+        for peers in (node.include, node.exclude):
+            kind: str | None = None
+            for peer in peers:
+                if isinstance(peer, s.TypedPeer):
+                    kind = peer.kind
+                elif not isinstance(peer, s.BarePeer):
+                    kind = None
+                    continue
+                if kind == "network" and len(peer.ref.parts) == 1 and peer.ref.text in self.symbols.tables["network"]:
+                    out.append((peer.ref.text, peer.ref.span))
+        return out

@@ -16,6 +16,7 @@ from ..diagnostics import Diagnostics
 from .clusters import settings_by_keyword
 from .endpoints import Endpoints
 from .ports import Services
+from .safety import Safety
 from .symbols import Symbols
 from .topology import Topology
 from .values import check_name, check_namespace_file
@@ -52,9 +53,11 @@ class Intent:
         self.services = services
         self.today = today
         self.diags = diags
+        self.safety = Safety(endpoints, diags)
         self.apps: dict[str, m.App] = {}
         self.roles: dict[str, m.Role] = {}
         self.flows: list[m.Flow] = []
+        self.gateway_roles: set[str] = set()  # roles that say `ssh-gateway`
         # the clusters each app names, valid or not, so a broken cluster does not also read as "not its cluster"
         self.declared_clusters: dict[str, set[str]] = {}
 
@@ -62,6 +65,7 @@ class Intent:
         self._check_host_roles()
         app_nodes = {k: e.node for k, e in self.symbols.tables["app"].items()}
         role_nodes = {k: e.node for k, e in self.symbols.tables["role"].items()}
+        self.gateway_roles = {k for k, n in role_nodes.items() if n.ssh_gateway}  # type: ignore[attr-defined]
         self._single_default("role", role_nodes)
         self._single_default("app", app_nodes)
         for node in app_nodes.values():
@@ -165,6 +169,7 @@ class Intent:
     def _rule(self, owner_kind: str, owner: str, rule: s.Rule, target: m.Endpoint,
               app: m.App | None = None) -> m.Rule | None:
         description, expires = _options(rule, self.today, self.diags)
+        exposed = self.safety.reason(rule)
         clusters = self._only_in(rule, app)
         word = "from" if rule.verb == "allow" else "to"
         peers = self.endpoints.resolve(rule.peers, f"after `{word}`")
@@ -178,7 +183,11 @@ class Intent:
             ends = self._default_ports(rule, peers, target, app, clusters)
             if ends is None:
                 return None
-        mr = m.Rule(owner_kind, owner, direction, peers, ports, description, expires, clusters, rule.span)  # type: ignore[arg-type]
+        mr = m.Rule(owner_kind, owner, direction, peers, ports, description, expires, clusters, rule.span,  # type: ignore[arg-type]
+                    exposed)
+        default = app.default if app is not None else target.kind == "all-hosts"
+        gateway = owner_kind == "role" and owner in self.gateway_roles
+        self.safety.check(rule, mr, ends, f"{'default ' if default else ''}{owner_kind} {owner}", gateway)
         for peer, local, pp in ends:
             if direction == "ingress":
                 self.flows.append(m.Flow((peer,), (local,), pp, mr))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .. import model as m
 from .. import syntax as s
 from ..diagnostics import Diagnostics, Span
+from .order import dependency_order
 from .symbols import Symbols
 from .values import check_port, icmp_type_of
 
@@ -44,9 +45,24 @@ class Services:
         return svc
 
     def all(self) -> dict[str, m.Service]:
-        for name, entry in self.symbols.tables["service"].items():
-            self.get(name, entry.span)
+        """Every service, each resolved after those it includes (see `order`), cycles reported once."""
+        table = self.symbols.tables["service"]
+        order, cycles = dependency_order(table, self._refs)
+        for cycle in cycles:
+            self.diags.error("E407", f"service `{cycle.names[0]}` refers to itself: {cycle.chain()}", cycle.span)
+            for name in cycle.names:
+                self.done[name] = None
+        for name in order:
+            self.get(name, table[name].span)
         return {k: v for k, v in self.done.items() if v is not None}
+
+    def _refs(self, name: str) -> list[tuple[str, Span]]:
+        entry = self.symbols.tables["service"].get(name)
+        if entry is None:
+            return []
+        node: s.Service = entry.node  # type: ignore[assignment]
+        return [(i.name.value, i.name.span) for i in node.ports
+                if isinstance(i, s.ServiceRef) and i.name.value in self.symbols.tables["service"]]
 
     def port_list(self, items: tuple[s.PortItem, ...]) -> tuple[m.PortMatch, ...] | None:
         """Resolve a port list; None when any item is wrong (the error is recorded)."""
