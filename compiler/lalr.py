@@ -1,0 +1,282 @@
+"""A lean LALR driver over lark's own tables: lexing, parsing and building in one loop.
+
+Why: lark's generic pipeline (a `Token` object per token, a `Tree` per rule,
+positions propagated through `meta`, then a `Transformer` pass) costs about
+eighty times a plain regex scan of the same text. This module keeps everything
+that decides *what* is parsed from lark, the grammar, its LALR table, its
+terminal order and its keyword rules, and only runs it with less machinery:
+
+- the lexer is lark's contextual lexer rebuilt as one compiled regex per parser
+  state (the terminals that state accepts, ordered as lark orders them, keywords
+  folded into the terminal that also matches them as lark's "unless" does),
+  with whitespace and comments skipped by a possessive prefix of the same regex;
+- the parser is lark's LALR table, with lark's rules for which children a rule
+  keeps (filtered tokens, inlined `_rules`, `None` for an absent `[item]`);
+- a rule's position is its first to last token, which is what lark's
+  `propagate_positions` gives; it is kept as two packed ints per stack entry.
+
+It only handles valid input: on the first lexing or parsing error it gives up
+and the caller runs lark itself, whose exceptions carry the details the
+diagnostics need. `tests/test_lexer.py` checks tokens and trees against lark.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lark import Lark
+from lark.grammar import Rule as LarkRule
+from lark.lexer import PatternRE, PatternStr, TerminalDef
+from lark.parsers.lalr_analysis import Shift
+
+END = "$END"
+_EOF_GROUP = "_EOF"  # not a lark terminal name: those are upper case
+EMPTY_START = 1 << 62  # a rule that read no token: its start sorts after every real one
+EMPTY_END = -1
+COLUMN_BITS = 32  # a position packs as line << 32 | column, so min and max order them
+COLUMN_MASK = (1 << COLUMN_BITS) - 1
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    """What a reduction does: how many stack entries, which children it keeps, what it becomes."""
+
+    size: int
+    origin: str
+    keep: tuple[tuple[int, bool, int], ...] | None  # (child, splice it, Nones before); None: all, as they are
+    nones_after: int
+    inline: bool  # `_rule` or lark's own `__rule_star`: a list its parent splices in
+    name: str  # the callback name: alias, else the rule's name
+
+
+@dataclass
+class Tables:
+    """Everything the driver reads, indexed by LALR state."""
+
+    start: int
+    end: int
+    actions: list[dict[str, int]]  # terminal -> shift to state (>= 0) or reduce rule ~index (< 0)
+    gotos: list[dict[str, int]]
+    scanners: list[Callable[[str, int], re.Match | None]]
+    retype: list[dict[str, dict[str, str]]]  # terminal -> {text: terminal}: keywords matched as NAME
+    rules: list[RulePlan]
+
+
+def _sort_key(t: TerminalDef) -> tuple:
+    # lark.lexer.BasicLexer's order: the first alternative that matches wins, not the longest
+    return (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name)
+
+
+def _fullmatch(t: TerminalDef, s: str) -> bool:
+    m = re.match(t.pattern.to_regexp(), s)
+    return m is not None and m.group(0) == s
+
+
+def _state_lexer(terminals: list[TerminalDef], ignore: list[TerminalDef],
+                 after: dict[str, dict[str, str]]) -> tuple[str, dict[str, dict[str, str]]]:
+    """One state's regex and keyword retyping, as lark's BasicLexer builds them.
+
+    lark drops a string terminal that a regex terminal of the same priority
+    matches in full (`role` and NAME) and retypes the regex's match instead;
+    `after` is the user's callback on top (keywords that stay keywords where the
+    parser does not take them). Ignored terminals become a prefix: none of the
+    grammar's other terminals can start where they do, the tests check it.
+    """
+    regexps = [t for t in terminals if isinstance(t.pattern, PatternRE)]
+    strings = [t for t in terminals if isinstance(t.pattern, PatternStr)]
+    embedded: set[str] = set()
+    retype: dict[str, dict[str, str]] = {}
+    for r in regexps:
+        unless = {s.pattern.value: s.name for s in strings
+                  if s.priority == r.priority and _fullmatch(r, s.pattern.value)}
+        embedded |= {s.name for s in strings if s.pattern.value in unless and s.pattern.flags <= r.pattern.flags}
+        if unless or r.name in after:
+            table = {k: v for k, v in after.get(r.name, {}).items() if k not in unless}
+            table.update(unless)
+            retype[r.name] = table
+    kept = sorted((t for t in terminals if t.name not in embedded), key=_sort_key)
+    retype = {str(k): {str(w): str(n) for w, n in v.items()} for k, v in retype.items()}
+    skip = "|".join(t.pattern.to_regexp() for t in sorted(ignore, key=_sort_key))
+    alts = [f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in kept] + [rf"(?P<{_EOF_GROUP}>\Z)"]
+    return f"((?:{skip})*+)(?:{'|'.join(alts)})", retype
+
+
+class _LazyScanner:
+    """Compiles a state's regex on first use: small files visit few of the states."""
+
+    def __init__(self, scanners: list, state: int, pattern: str):
+        self.scanners, self.state, self.pattern = scanners, state, pattern
+
+    def __call__(self, text: str, pos: int) -> re.Match | None:
+        match = re.compile(self.pattern).match
+        self.scanners[self.state] = match
+        return match(text, pos)
+
+
+def _plan(rule: LarkRule) -> RulePlan:
+    """lark.parse_tree_builder.maybe_create_child_filter, for the LALR, no-ambiguity case."""
+    expansion = rule.expansion
+    assert not (rule.options.expand1 and not rule.alias), f"`?{rule.origin.name}` without alias is not supported"
+    flags = rule.options.empty_indices
+    if flags:
+        bits = "".join(str(int(b)) for b in flags)
+        empty = [len(ones) for ones in bits.split("0")]
+    else:
+        empty = [0] * (len(expansion) + 1)
+    keep = []
+    nones = 0
+    for i, sym in enumerate(expansion):
+        nones += empty[i]
+        if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out):
+            keep.append((i, not sym.is_term and sym.name.startswith("_"), nones))
+            nones = 0
+    nones += empty[len(expansion)]
+    plain = not flags and len(keep) == len(expansion) and not any(splice for _, splice, _ in keep)
+    name = rule.alias or rule.options.template_source or rule.origin.name
+    return RulePlan(len(expansion), str(rule.origin.name), None if plain else tuple(keep), nones,
+                    rule.origin.name.startswith("_"), str(name))
+
+
+def build_tables(lark: Lark, after: dict[str, dict[str, str]]) -> Tables:
+    """Read lark's LALR table and terminals into the driver's form."""
+    parse_table = lark.parser.parser.parser.parse_table  # lark.parsers.lalr_parser._Parser
+    by_name = {str(t.name): t for t in lark.terminals}
+    ignore = [by_name[str(n)] for n in lark.lexer_conf.ignore]
+    count = len(parse_table.states)
+    assert set(parse_table.states) == set(range(count)), "lark numbers its states 0..n-1"
+    rules: list[RulePlan] = []
+    rule_index: dict[LarkRule, int] = {}
+    actions: list[dict[str, int]] = [{} for _ in range(count)]
+    gotos: list[dict[str, int]] = [{} for _ in range(count)]
+    scanners: list[Any] = [None] * count
+    retype: list[dict[str, dict[str, str]]] = [{} for _ in range(count)]
+    by_accepts: dict[frozenset, tuple[str, dict]] = {}
+    for state, row in parse_table.states.items():
+        for symbol, (action, arg) in row.items():
+            symbol = str(symbol)  # lark's names can be Tokens, whose == is Python code
+            if symbol not in by_name and symbol != END:
+                gotos[state][symbol] = arg
+            elif action is Shift:
+                actions[state][symbol] = arg
+            else:
+                if arg not in rule_index:
+                    rule_index[arg] = len(rules)
+                    rules.append(_plan(arg))
+                actions[state][symbol] = ~rule_index[arg]
+        accepts = frozenset(str(n) for n in row if n in by_name and n not in lark.lexer_conf.ignore)
+        if accepts not in by_accepts:
+            by_accepts[accepts] = _state_lexer([by_name[n] for n in sorted(accepts)], ignore, after)
+        pattern, retype[state] = by_accepts[accepts]
+        scanners[state] = _LazyScanner(scanners, state, pattern)
+    return Tables(parse_table.start_states["start"], parse_table.end_states["start"], actions, gotos,
+                  scanners, retype, rules)
+
+
+def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, int], Any]],
+        builders: list[Callable[[list, int, int], Any] | None], trace: list | None = None) -> tuple[bool, Any]:
+    """Parse `text`; (True, what the start rule built) or (False, None) at the first error.
+
+    `tokens[type](text, line, column, end_column)` builds a value for a kept
+    terminal (others stay their text); `builders[i](children, start, end)`
+    builds rule i (None: an inlined rule, kept as a list), start and end packed
+    as line << 32 | column. `trace`, if given, receives every token lexed as
+    (type, text, start_pos, end_pos, line, column, end_line, end_column).
+    """
+    actions, gotos, scanners, retype = tables.actions, tables.gotos, tables.scanners, tables.retype
+    steps = [(r.size, r.origin, r.keep, r.nones_after, None if r.inline else build)
+             for r, build in zip(tables.rules, builders, strict=True)]
+    end_state = tables.end
+    states = [tables.start]
+    values: list = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    line = 1
+    line_start = 0
+    count = text.count
+    rindex = text.rindex
+    while True:
+        state = states[-1]
+        m = scanners[state](text, pos)
+        if m is None:
+            return False, None
+        kind = m.lastgroup
+        begin = m.end(1)
+        if begin != pos and count("\n", pos, begin):
+            line += count("\n", pos, begin)
+            line_start = rindex("\n", pos, begin) + 1
+        pos = m.end()
+        column = begin - line_start + 1
+        end_column = column + pos - begin
+        if kind == _EOF_GROUP:
+            kind = END
+            value: Any = ""
+        else:
+            value = text[begin:pos]
+            table = retype[state].get(kind)
+            if table is not None:
+                kind = table.get(value, kind)
+        if trace is not None:
+            trace.append((kind, value, begin, pos, line, column, line, end_column))
+        make = tokens.get(kind)
+        if make is not None:
+            value = make(value, line, column, end_column)
+        key = line << COLUMN_BITS
+        first = key | column
+        last = key | end_column
+        row = actions[state]
+        while True:
+            action = row.get(kind)
+            if action is None:
+                return False, None
+            if action >= 0:
+                states.append(action)
+                values.append(value)
+                starts.append(first)
+                ends.append(last)
+                break
+            size, origin, keep, nones_after, build = steps[~action]
+            if size == 1:  # the common case: replace the top entry in place
+                children = [values[-1]]
+                rule_start = starts[-1]
+                rule_end = ends[-1]
+                del states[-1]
+            elif size:
+                children = values[-size:]
+                rule_start = min(starts[-size:])
+                rule_end = max(ends[-size:])
+                del values[-size + 1:], states[-size:], starts[-size + 1:], ends[-size + 1:]
+            else:
+                children = []
+                rule_start = EMPTY_START
+                rule_end = EMPTY_END
+                values.append(None)
+                starts.append(EMPTY_START)
+                ends.append(EMPTY_END)
+            if keep is not None:
+                kept: list = []
+                for i, splice, nones in keep:
+                    if nones:
+                        kept += [None] * nones
+                    if not splice:
+                        kept.append(children[i])
+                    elif kept:
+                        kept += children[i]
+                    else:  # a left-recursive list grows in place, no copy per item
+                        kept = children[i]
+                children = kept
+            if nones_after:
+                children += [None] * nones_after
+            if build is not None:
+                children = build(children, rule_start, rule_end)
+            state = gotos[states[-1]][origin]
+            states.append(state)
+            values[-1] = children
+            starts[-1] = rule_start
+            ends[-1] = rule_end
+            if state == end_state and kind == END:
+                return True, children
+            row = actions[state]
