@@ -13,7 +13,8 @@ terminal order and its keyword rules, and only runs it with less machinery:
 - the parser is lark's LALR table, with lark's rules for which children a rule
   keeps (filtered tokens, inlined `_rules`, `None` for an absent `[item]`);
 - a rule's position is its first to last token, which is what lark's
-  `propagate_positions` gives; it is kept as two packed ints per stack entry.
+  `propagate_positions` gives; a stack entry keeps its start as one packed int,
+  and a rule ends with the last token read (its children are the top of the stack).
 
 It only handles valid input: on the first lexing or parsing error it gives up
 and the caller runs lark itself, whose exceptions carry the details the
@@ -191,9 +192,9 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
     end_state = tables.end
     states = [tables.start]
     values: list = []
-    starts: list[int] = []
-    ends: list[int] = []
+    starts: list[int] = []  # each entry's first position; its last is the last token read (see below)
     pos = 0
+    last = EMPTY_END
     line = 1
     line_start = 0
     count = text.count
@@ -226,7 +227,6 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
             value = make(value, line, column, end_column)
         key = line << COLUMN_BITS
         first = key | column
-        last = key | end_column
         row = actions[state]
         while True:
             action = row.get(kind)
@@ -236,26 +236,24 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
                 states.append(action)
                 values.append(value)
                 starts.append(first)
-                ends.append(last)
+                last = key | end_column
                 break
             size, origin, keep, nones_after, build = steps[~action]
+            # A rule's children are the top entries of the stack, so a rule that read any token
+            # ends with the last token read.
             if size == 1:  # the common case: replace the top entry in place
                 children = [values[-1]]
                 rule_start = starts[-1]
-                rule_end = ends[-1]
                 del states[-1]
             elif size:
                 children = values[-size:]
                 rule_start = min(starts[-size:])
-                rule_end = max(ends[-size:])
-                del values[-size + 1:], states[-size:], starts[-size + 1:], ends[-size + 1:]
+                del values[-size + 1:], states[-size:], starts[-size + 1:]
             else:
                 children = []
                 rule_start = EMPTY_START
-                rule_end = EMPTY_END
                 values.append(None)
                 starts.append(EMPTY_START)
-                ends.append(EMPTY_END)
             if keep is not None:
                 kept: list = []
                 for i, splice, nones in keep:
@@ -271,12 +269,11 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
             if nones_after:
                 children += [None] * nones_after
             if build is not None:
-                children = build(children, rule_start, rule_end)
+                children = build(children, rule_start, last if rule_start != EMPTY_START else EMPTY_END)
             state = gotos[states[-1]][origin]
             states.append(state)
             values[-1] = children
             starts[-1] = rule_start
-            ends[-1] = rule_end
             if state == end_state and kind == END:
                 return True, children
             row = actions[state]

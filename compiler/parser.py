@@ -8,6 +8,7 @@ project with syntax errors, since a half-read file would only add noise.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 from pathlib import Path
@@ -218,6 +219,33 @@ def _block_description(items: list) -> s.Text | None:
 
 _MASK = lalr.COLUMN_MASK
 _SHIFT = lalr.COLUMN_BITS
+_SPAN_FIELDS = ("file", "line", "column", "end_line", "end_column")
+
+
+def _span_maker() -> Any:
+    """`Span(...)` at half the cost: a tree has a Span per token and per node.
+
+    A frozen dataclass's `__init__` sets each field through `object.__setattr__`;
+    filling the instance's dict directly gives an equal object. Used only while
+    Span is exactly those five fields and nothing runs after `__init__`.
+    """
+    if tuple(f.name for f in dataclasses.fields(Span)) != _SPAN_FIELDS or hasattr(Span, "__post_init__"):
+        return Span
+    new = object.__new__
+
+    def make(file: str, line: int, column: int, end_line: int, end_column: int) -> Span:
+        span = new(Span)
+        d = span.__dict__
+        d["file"] = file
+        d["line"] = line
+        d["column"] = column
+        d["end_line"] = end_line
+        d["end_column"] = end_column
+        return span
+    return make
+
+
+_new_span = _span_maker()
 
 
 class _Build:
@@ -238,24 +266,24 @@ class _Build:
     def _span(self, first: int, last: int) -> Span:
         if first == lalr.EMPTY_START:
             return Span(self.path, 1, 1, 1, 1)
-        return Span(self.path, first >> _SHIFT, first & _MASK, last >> _SHIFT, last & _MASK)
+        return _new_span(self.path, first >> _SHIFT, first & _MASK, last >> _SHIFT, last & _MASK)
 
     # tokens -----------------------------------------------------------
     def NAME(self, text: str, line: int, column: int, end: int) -> s.Name:  # noqa: N802 - named after terminals
-        return s.Name(text, Span(self.path, line, column, line, end))
+        return s.Name(text, _new_span(self.path, line, column, line, end))
 
     def INT(self, text: str, line: int, column: int, end: int) -> s.Int:  # noqa: N802
-        return s.Int(int(text), Span(self.path, line, column, line, end))
+        return s.Int(int(text), _new_span(self.path, line, column, line, end))
 
     def ADDRESS(self, text: str, line: int, column: int, end: int) -> s.Address:  # noqa: N802
-        return s.Address(text, Span(self.path, line, column, line, end))
+        return s.Address(text, _new_span(self.path, line, column, line, end))
 
     def STRING(self, text: str, line: int, column: int, end: int) -> s.Text:  # noqa: N802
         value = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        return s.Text(value, Span(self.path, line, column, line, end))
+        return s.Text(value, _new_span(self.path, line, column, line, end))
 
     def DATE(self, text: str, line: int, column: int, end: int) -> s.Text:  # noqa: N802
-        return s.Text(text, Span(self.path, line, column, line, end))
+        return s.Text(text, _new_span(self.path, line, column, line, end))
 
     # shared pieces ----------------------------------------------------
     def start(self, items, first, last):
