@@ -49,6 +49,7 @@ class RulePlan:
     origin: str
     keep: tuple[tuple[int, bool, int], ...] | None  # (child, splice it, Nones before); None: all, as they are
     nones_after: int
+    pick: Callable[[list], list] | None  # keep and nones_after compiled to one function
     inline: bool  # `_rule` or lark's own `__rule_star`: a list its parent splices in
     name: str  # the callback name: alias, else the rule's name
 
@@ -137,8 +138,36 @@ def _plan(rule: LarkRule) -> RulePlan:
     nones += empty[len(expansion)]
     plain = not flags and len(keep) == len(expansion) and not any(splice for _, splice, _ in keep)
     name = rule.alias or rule.options.template_source or rule.origin.name
-    return RulePlan(len(expansion), str(rule.origin.name), None if plain else tuple(keep), nones,
+    kept = None if plain else tuple(keep)
+    return RulePlan(len(expansion), str(rule.origin.name), kept, nones, _picker(kept, nones),
                     rule.origin.name.startswith("_"), str(name))
+
+
+def _picker(keep: tuple[tuple[int, bool, int], ...] | None, nones_after: int) -> Callable[[list], list] | None:
+    """lark.parse_tree_builder.ChildFilterLALR for one rule, as straight-line code.
+
+    A rule's children are picked from the popped stack entries `c`: `[c[1], c[3]]`,
+    an inlined child's list spliced in, `None` where an `[item]` is absent. A
+    first spliced child is extended in place, so a left-recursive list (`a: a b`)
+    grows without a copy per item.
+    """
+    if keep is None and not nones_after:
+        return None
+    lines = ["x = c"] if keep is None else []
+    for i, splice, nones in keep or ():
+        if nones:
+            lines.append(f"x += [None] * {nones}" if lines else f"x = [None] * {nones}")
+        if lines:
+            lines.append(f"x += c[{i}]" if splice else f"x.append(c[{i}])")
+        else:
+            lines.append(f"x = c[{i}]" if splice else f"x = [c[{i}]]")
+    if not lines:
+        lines.append("x = []")
+    if nones_after:
+        lines.append(f"x += [None] * {nones_after}")
+    namespace: dict[str, Any] = {}
+    exec("def pick(c):\n    " + "\n    ".join(lines) + "\n    return x\n", namespace)  # noqa: S102
+    return namespace["pick"]
 
 
 def build_tables(lark: Lark, after: dict[str, dict[str, str]]) -> Tables:
@@ -187,7 +216,7 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
     (type, text, start_pos, end_pos, line, column, end_line, end_column).
     """
     actions, gotos, scanners, retype = tables.actions, tables.gotos, tables.scanners, tables.retype
-    steps = [(r.size, r.origin, r.keep, r.nones_after, None if r.inline else build)
+    steps = [(r.size, r.origin, r.pick, None if r.inline else build)
              for r, build in zip(tables.rules, builders, strict=True)]
     end_state = tables.end
     states = [tables.start]
@@ -197,8 +226,10 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
     last = EMPTY_END
     line = 1
     line_start = 0
-    count = text.count
-    rindex = text.rindex
+    find = text.find
+    newline = find("\n")  # the next line break: tokens before it need no counting
+    if newline < 0:
+        newline = len(text)
     while True:
         state = states[-1]
         m = scanners[state](text, pos)
@@ -206,9 +237,12 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
             return False, None
         kind = m.lastgroup
         begin = m.end(1)
-        if begin != pos and count("\n", pos, begin):
-            line += count("\n", pos, begin)
-            line_start = rindex("\n", pos, begin) + 1
+        if begin > newline:  # skipped whitespace crossed line breaks (lark counts "\n" only)
+            line += text.count("\n", newline, begin)
+            line_start = text.rindex("\n", newline, begin) + 1
+            newline = find("\n", begin)
+            if newline < 0:
+                newline = len(text)
         pos = m.end()
         column = begin - line_start + 1
         end_column = column + pos - begin
@@ -238,7 +272,7 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
                 starts.append(first)
                 last = key | end_column
                 break
-            size, origin, keep, nones_after, build = steps[~action]
+            size, origin, pick, build = steps[~action]
             # A rule's children are the top entries of the stack, so a rule that read any token
             # ends with the last token read.
             if size == 1:  # the common case: replace the top entry in place
@@ -254,20 +288,8 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
                 rule_start = EMPTY_START
                 values.append(None)
                 starts.append(EMPTY_START)
-            if keep is not None:
-                kept: list = []
-                for i, splice, nones in keep:
-                    if nones:
-                        kept += [None] * nones
-                    if not splice:
-                        kept.append(children[i])
-                    elif kept:
-                        kept += children[i]
-                    else:  # a left-recursive list grows in place, no copy per item
-                        kept = children[i]
-                children = kept
-            if nones_after:
-                children += [None] * nones_after
+            if pick is not None:
+                children = pick(children)
             if build is not None:
                 children = build(children, rule_start, last if rule_start != EMPTY_START else EMPTY_END)
             state = gotos[states[-1]][origin]

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import gc
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from lark import Lark, Token
@@ -20,6 +21,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import lalr
 from . import syntax as s
 from .diagnostics import Diagnostics, Span, did_you_mean
+from .fast_dataclass import constructor
 
 GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "grammar" / "netpolc.lark"
 
@@ -219,33 +221,21 @@ def _block_description(items: list) -> s.Text | None:
 
 _MASK = lalr.COLUMN_MASK
 _SHIFT = lalr.COLUMN_BITS
-_SPAN_FIELDS = ("file", "line", "column", "end_line", "end_column")
+_new_span = constructor(Span)
+# the syntax classes' constructors, at half the cost (compiler/fast_dataclass.py)
+_n = SimpleNamespace(**{name: constructor(cls) for name, cls in vars(s).items()
+                        if isinstance(cls, type) and dataclasses.is_dataclass(cls)})
 
 
-def _span_maker() -> Any:
-    """`Span(...)` at half the cost: a tree has a Span per token and per node.
+def _span_of(path: str) -> Any:
+    """The span of a rule from its packed first and last positions, for one file."""
+    empty = lalr.EMPTY_START
 
-    A frozen dataclass's `__init__` sets each field through `object.__setattr__`;
-    filling the instance's dict directly gives an equal object. Used only while
-    Span is exactly those five fields and nothing runs after `__init__`.
-    """
-    if tuple(f.name for f in dataclasses.fields(Span)) != _SPAN_FIELDS or hasattr(Span, "__post_init__"):
-        return Span
-    new = object.__new__
-
-    def make(file: str, line: int, column: int, end_line: int, end_column: int) -> Span:
-        span = new(Span)
-        d = span.__dict__
-        d["file"] = file
-        d["line"] = line
-        d["column"] = column
-        d["end_line"] = end_line
-        d["end_column"] = end_column
-        return span
-    return make
-
-
-_new_span = _span_maker()
+    def span(first: int, last: int, new: Any = _new_span, shift: int = _SHIFT, mask: int = _MASK) -> Span:
+        if first == empty:
+            return Span(path, 1, 1, 1, 1)
+        return new(path, first >> shift, first & mask, last >> shift, last & mask)
+    return span
 
 
 class _Build:
@@ -259,31 +249,27 @@ class _Build:
         self.path = path
         self.tokens = {"NAME": self.NAME, "INT": self.INT, "ADDRESS": self.ADDRESS, "STRING": self.STRING,
                        "DATE": self.DATE}
+        self._span = _span_of(path)
 
     def rules(self) -> list:
         return [None if r.inline else getattr(self, r.name) for r in _tables().rules]
 
-    def _span(self, first: int, last: int) -> Span:
-        if first == lalr.EMPTY_START:
-            return Span(self.path, 1, 1, 1, 1)
-        return _new_span(self.path, first >> _SHIFT, first & _MASK, last >> _SHIFT, last & _MASK)
-
     # tokens -----------------------------------------------------------
     def NAME(self, text: str, line: int, column: int, end: int) -> s.Name:  # noqa: N802 - named after terminals
-        return s.Name(text, _new_span(self.path, line, column, line, end))
+        return _n.Name(text, _new_span(self.path, line, column, line, end))
 
     def INT(self, text: str, line: int, column: int, end: int) -> s.Int:  # noqa: N802
-        return s.Int(int(text), _new_span(self.path, line, column, line, end))
+        return _n.Int(int(text), _new_span(self.path, line, column, line, end))
 
     def ADDRESS(self, text: str, line: int, column: int, end: int) -> s.Address:  # noqa: N802
-        return s.Address(text, _new_span(self.path, line, column, line, end))
+        return _n.Address(text, _new_span(self.path, line, column, line, end))
 
     def STRING(self, text: str, line: int, column: int, end: int) -> s.Text:  # noqa: N802
         value = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        return s.Text(value, _new_span(self.path, line, column, line, end))
+        return _n.Text(value, _new_span(self.path, line, column, line, end))
 
     def DATE(self, text: str, line: int, column: int, end: int) -> s.Text:  # noqa: N802
-        return s.Text(text, _new_span(self.path, line, column, line, end))
+        return _n.Text(text, _new_span(self.path, line, column, line, end))
 
     # shared pieces ----------------------------------------------------
     def start(self, items, first, last):
@@ -299,25 +285,25 @@ class _Build:
         return tuple(items)
 
     def ref(self, items, first, last):
-        return s.Ref(tuple(i for i in items if i is not None), self._span(first, last))
+        return _n.Ref(tuple(i for i in items if i is not None), self._span(first, last))
 
     def peer_kind(self, items, first, last):
         return items[0]  # keyword tokens are their text
 
     def typed_peer(self, items, first, last):
-        return s.TypedPeer(items[0], items[1], self._span(first, last))
+        return _n.TypedPeer(items[0], items[1], self._span(first, last))
 
     def bare_peer(self, items, first, last):
-        return s.BarePeer(items[0], self._span(first, last))
+        return _n.BarePeer(items[0], self._span(first, last))
 
     def address_peer(self, items, first, last):
-        return s.AddressPeer(items[0], self._span(first, last))
+        return _n.AddressPeer(items[0], self._span(first, last))
 
     def any_peer(self, items, first, last):
-        return s.AnyPeer(self._span(first, last))
+        return _n.AnyPeer(self._span(first, last))
 
     def internet_peer(self, items, first, last):
-        return s.InternetPeer(self._span(first, last))
+        return _n.InternetPeer(self._span(first, last))
 
     def peer_list(self, items, first, last):
         return tuple(items)
@@ -333,11 +319,11 @@ class _Build:
 
     def proto_ports(self, items, first, last):
         low, high = items[1] if items[1] else (None, None)
-        return s.ProtoPorts(items[0], low, high, self._span(first, last))
+        return _n.ProtoPorts(items[0], low, high, self._span(first, last))
 
     def bare_ports(self, items, first, last):
         low, high = items[0]
-        return s.BarePorts(low, high, self._span(first, last))
+        return _n.BarePorts(low, high, self._span(first, last))
 
     def icmp_named(self, items, first, last):
         return ("named", items[0])
@@ -352,54 +338,54 @@ class _Build:
             name = match[1]
         elif match:
             number, code = match[1], match[2]
-        return s.IcmpPorts(proto, name, number, code, self._span(first, last))
+        return _n.IcmpPorts(proto, name, number, code, self._span(first, last))
 
     def service_ref(self, items, first, last):
-        return s.ServiceRef(items[0], self._span(first, last))
+        return _n.ServiceRef(items[0], self._span(first, last))
 
     def any_protocol(self, items, first, last):
-        return s.AnyProtocol(self._span(first, last))
+        return _n.AnyProtocol(self._span(first, last))
 
     def port_list(self, items, first, last):
         return tuple(items)
 
     # topology ---------------------------------------------------------
     def site(self, items, first, last):
-        return s.Site(items[0], _block_description(items), _all(items, s.Router), _all(items, s.Spine),
+        return _n.Site(items[0], _block_description(items), _all(items, s.Router), _all(items, s.Spine),
                       _all(items, s.Row), self._span(first, last))
 
     def router(self, items, first, last):
-        return s.Router(items[0], _all(items, s.Address), _first(items, s.Int), _first(items, s.Text),
+        return _n.Router(items[0], _all(items, s.Address), _first(items, s.Int), _first(items, s.Text),
                         self._span(first, last))
 
     def row(self, items, first, last):
-        return s.Row(items[0], _block_description(items), _all(items, s.Switch), _all(items, s.Spine),
+        return _n.Row(items[0], _block_description(items), _all(items, s.Switch), _all(items, s.Spine),
                      _all(items, s.Subnet), _all(items, s.Gateway), _all(items, s.Rack), self._span(first, last))
 
     def rack(self, items, first, last):
-        return s.Rack(items[0], _block_description(items), _all(items, s.Switch), _all(items, s.Subnet),
+        return _n.Rack(items[0], _block_description(items), _all(items, s.Switch), _all(items, s.Subnet),
                       _all(items, s.Gateway), _all(items, s.Host), self._span(first, last))
 
     def switch(self, items, first, last):
-        return s.Switch(items[0], items[1], items[2], self._span(first, last))
+        return _n.Switch(items[0], items[1], items[2], self._span(first, last))
 
     def spine(self, items, first, last):
-        return s.Spine(items[0], items[1], items[2] or (), items[3], self._span(first, last))
+        return _n.Spine(items[0], items[1], items[2] or (), items[3], self._span(first, last))
 
     def subnet(self, items, first, last):
-        return s.Subnet(_all(items, s.Address), _first(items, s.Text), self._span(first, last))
+        return _n.Subnet(_all(items, s.Address), _first(items, s.Text), self._span(first, last))
 
     def gateway(self, items, first, last):
-        return s.Gateway(_all(items, s.Address), self._span(first, last))
+        return _n.Gateway(_all(items, s.Address), self._span(first, last))
 
     def host(self, items, first, last):
         roles = next((i for i in items if isinstance(i, tuple)), ())
-        return s.Host(items[0], _all(items, s.Address), roles, _first(items, s.Text), self._span(first, last))
+        return _n.Host(items[0], _all(items, s.Address), roles, _first(items, s.Text), self._span(first, last))
 
     # clusters ---------------------------------------------------------
     def _setting(keyword: str):  # noqa: N805 - a factory used in the class body
         def make(self, items, first, last):
-            return s.Setting(keyword, tuple(i for i in items if i is not None), self._span(first, last))
+            return _n.Setting(keyword, tuple(i for i in items if i is not None), self._span(first, last))
         return make
 
     cluster_site = _setting("site")
@@ -420,26 +406,26 @@ class _Build:
         return tuple(items)  # keyword tokens are their text already
 
     def failure(self, items, first, last):
-        return s.Name(items[0], self._span(first, last))  # one token: the rule's span is the token's
+        return _n.Name(items[0], self._span(first, last))  # one token: the rule's span is the token's
 
     def cluster(self, items, first, last):
-        return s.Cluster(items[0], _block_description(items), _all(items, s.Setting), self._span(first, last))
+        return _n.Cluster(items[0], _block_description(items), _all(items, s.Setting), self._span(first, last))
 
     # names ------------------------------------------------------------
     def network(self, items, first, last):
-        return s.Network(items[0], items[1], items[2] or (), items[3], self._span(first, last))
+        return _n.Network(items[0], items[1], items[2] or (), items[3], self._span(first, last))
 
     def service(self, items, first, last):
-        return s.Service(items[0], items[1], items[2], self._span(first, last))
+        return _n.Service(items[0], items[1], items[2], self._span(first, last))
 
     # intent -----------------------------------------------------------
     def expires(self, items, first, last):
-        return s.Expires(items[0].value, self._span(first, last))
+        return _n.Expires(items[0].value, self._span(first, last))
 
     def _rule(verb: str):  # noqa: N805
         def make(self, items, first, last):
             rest = items[2:]
-            return s.Rule(verb, items[0], items[1], _all(rest, s.Text), _all(rest, s.Expires), _all(rest, s.OnlyIn),
+            return _n.Rule(verb, items[0], items[1], _all(rest, s.Text), _all(rest, s.Expires), _all(rest, s.OnlyIn),
                           self._span(first, last))
         return make
 
@@ -447,7 +433,7 @@ class _Build:
     connect = _rule("connect")
 
     def only_in(self, items, first, last):
-        return s.OnlyIn(tuple(items[0]), self._span(first, last))
+        return _n.OnlyIn(tuple(items[0]), self._span(first, last))
 
     def no_firewall(self, items, first, last):
         return ("no_firewall", self._span(first, last))
@@ -460,11 +446,11 @@ class _Build:
         rest = items[1:]
         no_fw = tuple(i[1] for i in rest if isinstance(i, tuple) and i and i[0] == "no_firewall")
         gateway = tuple(i[1] for i in rest if isinstance(i, tuple) and i and i[0] == "ssh_gateway")
-        return s.Role(rest[0], default, _block_description(rest), _all(rest, s.Rule), no_fw,
+        return _n.Role(rest[0], default, _block_description(rest), _all(rest, s.Rule), no_fw,
                       self._span(first, last), gateway)
 
     def app(self, items, first, last):
         default = items[0] is not None
         rest = items[1:]
-        return s.App(rest[0], default, _block_description(rest), _all(rest, s.Setting), _all(rest, s.Rule),
+        return _n.App(rest[0], default, _block_description(rest), _all(rest, s.Setting), _all(rest, s.Rule),
                      self._span(first, last))
