@@ -219,11 +219,12 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
     steps = [(r.size, r.origin, r.pick, None if r.inline else build)
              for r, build in zip(tables.rules, builders, strict=True)]
     end_state = tables.end
+    eof, end, empty_start, empty_end, bits = _EOF_GROUP, END, EMPTY_START, EMPTY_END, COLUMN_BITS
     states = [tables.start]
     values: list = []
     starts: list[int] = []  # each entry's first position; its last is the last token read (see below)
     pos = 0
-    last = EMPTY_END
+    last = empty_end
     line = 1
     line_start = 0
     find = text.find
@@ -246,8 +247,8 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
         pos = m.end()
         column = begin - line_start + 1
         end_column = column + pos - begin
-        if kind == _EOF_GROUP:
-            kind = END
+        if kind == eof:
+            kind = end
             value: Any = ""
         else:
             value = text[begin:pos]
@@ -259,7 +260,7 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
         make = tokens.get(kind)
         if make is not None:
             value = make(value, line, column, end_column)
-        key = line << COLUMN_BITS
+        key = line << bits
         first = key | column
         row = actions[state]
         while True:
@@ -281,21 +282,23 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
                 del states[-1]
             elif size:
                 children = values[-size:]
-                rule_start = min(starts[-size:])
+                rule_start = starts[-size]
+                if rule_start == empty_start:  # the first child read nothing
+                    rule_start = min(starts[-size:])
                 del values[-size + 1:], states[-size:], starts[-size + 1:]
             else:
                 children = []
-                rule_start = EMPTY_START
+                rule_start = empty_start
                 values.append(None)
-                starts.append(EMPTY_START)
+                starts.append(empty_start)
             if pick is not None:
                 children = pick(children)
             if build is not None:
-                children = build(children, rule_start, last if rule_start != EMPTY_START else EMPTY_END)
+                children = build(children, rule_start, last if rule_start != empty_start else empty_end)
             state = gotos[states[-1]][origin]
             states.append(state)
             values[-1] = children
             starts[-1] = rule_start
-            if state == end_state and kind == END:
+            if state == end_state and kind == end:
                 return True, children
             row = actions[state]
