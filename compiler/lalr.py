@@ -264,8 +264,9 @@ def run(text: str, tables: Tables, tokens: dict[str, Callable[[str, int, int, in
         first = key | column
         row = actions[state]
         while True:
-            action = row.get(kind)
-            if action is None:
+            try:
+                action = row[kind]
+            except KeyError:
                 return False, None
             if action >= 0:
                 states.append(action)
