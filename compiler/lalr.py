@@ -89,6 +89,8 @@ def _state_lexer(terminals: list[TerminalDef], ignore: list[TerminalDef],
     """
     regexps = [t for t in terminals if isinstance(t.pattern, PatternRE)]
     strings = [t for t in terminals if isinstance(t.pattern, PatternStr)]
+    # a flagged string ("role"i) would retype more than its exact text: not supported
+    assert not any(s.pattern.flags for s in strings), "string terminals with flags are not supported"
     embedded: set[str] = set()
     retype: dict[str, dict[str, str]] = {}
     for r in regexps:
@@ -103,7 +105,7 @@ def _state_lexer(terminals: list[TerminalDef], ignore: list[TerminalDef],
     retype = {str(k): {str(w): str(n) for w, n in v.items()} for k, v in retype.items()}
     skip = "|".join(t.pattern.to_regexp() for t in sorted(ignore, key=_sort_key))
     alts = [f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in kept] + [rf"(?P<{_EOF_GROUP}>\Z)"]
-    return f"((?:{skip})*+)(?:{'|'.join(alts)})", retype
+    return f"({f'(?:{skip})*+' if skip else ''})(?:{'|'.join(alts)})", retype
 
 
 class _LazyScanner:
