@@ -1,21 +1,29 @@
 """Source text to syntax tree, with syntax errors turned into diagnostics.
 
-The grammar lives in `grammar/netpolc.lark` (LALR, contextual lexer). A file
+The grammar lives in `grammar/netpolc.lark` (LALR, contextual lexer); lark
+builds the tables and reports errors, `compiler.lalr` runs them on valid input. A file
 with a syntax error reports its first one; the resolver does not run on a
 project with syntax errors, since a half-read file would only add noise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import gc
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from . import lalr
 from . import syntax as s
 from .diagnostics import Diagnostics, Span, did_you_mean
+from .fast_dataclass import constructor
 
 GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "grammar" / "netpolc.lark"
 
@@ -168,13 +176,54 @@ def _syntax_error(path: str, text: str, err: UnexpectedInput, diags: Diagnostics
 
 
 def parse_text(path: str, text: str, diags: Diagnostics) -> s.File | None:
-    """Parse one file; on a syntax error, record it and return None."""
+    """Parse one file; on a syntax error, record it and return None.
+
+    `compiler.lalr` parses valid input; on its first error lark parses the text
+    again, so every diagnostic comes from lark's own exception as it always has.
+    """
+    build = _Build(path)
+    with _no_collection(large=len(text) > _LARGE):
+        ok, declarations = lalr.run(text, _tables(), build.tokens, build.rules())
+    if ok:
+        return s.File(path, tuple(declarations))
     try:
-        tree = _parser().parse(text)
+        _parser().parse(text)
     except (UnexpectedCharacters, UnexpectedToken, UnexpectedEOF) as err:
         _syntax_error(path, text, err, diags)
         return None
-    return _ToSyntax(path).transform(tree)
+    raise AssertionError(f"{path}: compiler.lalr rejected a text lark accepts")  # tests/test_lexer.py: never
+
+
+_LARGE = 1 << 16  # bytes of text: a tree worth moving straight to the oldest GC generation
+
+
+@contextlib.contextmanager
+def _no_collection(large: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector while a tree is built.
+
+    A tree is a few hundred thousand new objects and no cycles: collecting while
+    it grows finds nothing and cost more than the parse (2 MB: 1.2 s of 2.3 s).
+    A large tree lives as long as the compile, so it then goes straight to the
+    oldest generation (`gc.freeze` + `gc.unfreeze`: no traversal) instead of
+    being traversed once per generation on its way there.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if large:
+            gc.freeze()
+            gc.unfreeze()
+        if collecting:
+            gc.enable()
+
+
+@functools.cache
+def _tables() -> lalr.Tables:
+    # lark's NAME callback, _keyword_as_name, as a table: the reserved keywords stay keywords
+    reserved = {word: kind for word, kind in _keyword_types().items() if word not in CONTEXTUAL}
+    return lalr.build_tables(_parser(), {"NAME": reserved})
 
 
 def _first(items: list, cls: type) -> Any:
@@ -182,167 +231,188 @@ def _first(items: list, cls: type) -> Any:
 
 
 def _all(items: list, cls: type) -> tuple:
-    return tuple(i for i in items if isinstance(i, cls))
+    return tuple([i for i in items if isinstance(i, cls)])  # a list comprehension: faster than a generator
 
 
-@v_args(meta=True)
-class _ToSyntax(Transformer):
-    """Turns the lark tree into `compiler.syntax` nodes with spans."""
+def _block_description(items: list) -> s.Text | None:
+    for i in items:
+        if isinstance(i, tuple) and i and i[0] == "block_description":
+            return i[1]
+    return None
+
+
+_MASK = lalr.COLUMN_MASK
+_SHIFT = lalr.COLUMN_BITS
+_new_span = constructor(Span)
+# the syntax classes' constructors, at half the cost (compiler/fast_dataclass.py)
+_n = SimpleNamespace(**{name: constructor(cls) for name, cls in vars(s).items()
+                        if isinstance(cls, type) and dataclasses.is_dataclass(cls)})
+
+
+def _span_of(path: str) -> Any:
+    """The span of a rule from its packed first and last positions, for one file."""
+    empty = lalr.EMPTY_START
+
+    def span(first: int, last: int, new: Any = _new_span, shift: int = _SHIFT, mask: int = _MASK) -> Span:
+        if first == empty:
+            return Span(path, 1, 1, 1, 1)
+        return new(path, first >> shift, first & mask, last >> shift, last & mask)
+    return span
+
+
+def _token_builders(path: str) -> dict[str, Any]:
+    """A node for each kind of token that carries a value; other tokens stay their text."""
+    span, name_, int_, address, text_ = _new_span, _n.Name, _n.Int, _n.Address, _n.Text
+
+    def name(text: str, line: int, column: int, end: int) -> s.Name:
+        return name_(text, span(path, line, column, line, end))
+
+    def number(text: str, line: int, column: int, end: int) -> s.Int:
+        return int_(int(text), span(path, line, column, line, end))
+
+    def addr(text: str, line: int, column: int, end: int) -> s.Address:
+        return address(text, span(path, line, column, line, end))
+
+    def string(text: str, line: int, column: int, end: int) -> s.Text:
+        value = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return text_(value, span(path, line, column, line, end))
+
+    def date(text: str, line: int, column: int, end: int) -> s.Text:
+        return text_(text, span(path, line, column, line, end))
+
+    return {"NAME": name, "INT": number, "ADDRESS": addr, "STRING": string, "DATE": date}
+
+
+class _Build:
+    """Builds `compiler.syntax` nodes as the parser reduces, one method per rule (or alias).
+
+    A method gets the rule's kept children (lark's rules: no anonymous tokens,
+    `None` for an absent `[item]`) and its first and last position, packed.
+    """
 
     def __init__(self, path: str):
-        super().__init__(visit_tokens=True)
         self.path = path
+        self.tokens = _token_builders(path)
+        self._span = _span_of(path)
 
-    def _span(self, meta: Any) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(self.path, 1, 1, 1, 1)
-        return Span(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
-
-    # tokens -----------------------------------------------------------
-    @v_args(meta=False, inline=False)
-    def NAME(self, tok: Token) -> s.Name:  # noqa: N802 - lark callback names follow terminals
-        return s.Name(str(tok), _token_span(self.path, tok))
-
-    @v_args(meta=False, inline=False)
-    def INT(self, tok: Token) -> s.Int:  # noqa: N802
-        return s.Int(int(tok), _token_span(self.path, tok))
-
-    @v_args(meta=False, inline=False)
-    def ADDRESS(self, tok: Token) -> s.Address:  # noqa: N802
-        return s.Address(str(tok), _token_span(self.path, tok))
-
-    @v_args(meta=False, inline=False)
-    def STRING(self, tok: Token) -> s.Text:  # noqa: N802
-        raw = str(tok)[1:-1]
-        value = raw.replace('\\"', '"').replace("\\\\", "\\")
-        return s.Text(value, _token_span(self.path, tok))
-
-    @v_args(meta=False, inline=False)
-    def DATE(self, tok: Token) -> s.Text:  # noqa: N802
-        return s.Text(str(tok), _token_span(self.path, tok))
+    def rules(self) -> list:
+        return [None if r.inline else getattr(self, r.name) for r in _tables().rules]
 
     # shared pieces ----------------------------------------------------
-    def start(self, meta, items):
-        return s.File(self.path, tuple(items))
+    def start(self, items, first, last):
+        return items
 
-    def block_description(self, meta, items):
+    def block_description(self, items, first, last):
         return ("block_description", items[0])
 
-    def stmt_description(self, meta, items):
+    def stmt_description(self, items, first, last):
         return items[0]
 
-    def name_list(self, meta, items):
+    def name_list(self, items, first, last):
         return tuple(items)
 
-    def ref(self, meta, items):
-        return s.Ref(tuple(i for i in items if i is not None), self._span(meta))
+    def ref(self, items, first, last):
+        return _n.Ref(tuple([i for i in items if i is not None]), self._span(first, last))
 
-    def peer_kind(self, meta, items):
-        return str(items[0])
+    def peer_kind(self, items, first, last):
+        return items[0]  # keyword tokens are their text
 
-    def typed_peer(self, meta, items):
-        return s.TypedPeer(items[0], items[1], self._span(meta))
+    def typed_peer(self, items, first, last):
+        return _n.TypedPeer(items[0], items[1], self._span(first, last))
 
-    def bare_peer(self, meta, items):
-        return s.BarePeer(items[0], self._span(meta))
+    def bare_peer(self, items, first, last):
+        return _n.BarePeer(items[0], self._span(first, last))
 
-    def address_peer(self, meta, items):
-        return s.AddressPeer(items[0], self._span(meta))
+    def address_peer(self, items, first, last):
+        return _n.AddressPeer(items[0], self._span(first, last))
 
-    def any_peer(self, meta, items):
-        return s.AnyPeer(self._span(meta))
+    def any_peer(self, items, first, last):
+        return _n.AnyPeer(self._span(first, last))
 
-    def internet_peer(self, meta, items):
-        return s.InternetPeer(self._span(meta))
+    def internet_peer(self, items, first, last):
+        return _n.InternetPeer(self._span(first, last))
 
-    def peer_list(self, meta, items):
+    def peer_list(self, items, first, last):
         return tuple(items)
 
     # ports ------------------------------------------------------------
-    def protocol(self, meta, items):
-        return str(items[0])
+    def protocol(self, items, first, last):
+        return items[0]
 
     icmp_protocol = protocol
 
-    def port_range(self, meta, items):
+    def port_range(self, items, first, last):
         return (items[0], items[1])
 
-    def proto_ports(self, meta, items):
-        first, last = items[1] if items[1] else (None, None)
-        return s.ProtoPorts(items[0], first, last, self._span(meta))
+    def proto_ports(self, items, first, last):
+        low, high = items[1] if items[1] else (None, None)
+        return _n.ProtoPorts(items[0], low, high, self._span(first, last))
 
-    def bare_ports(self, meta, items):
-        first, last = items[0]
-        return s.BarePorts(first, last, self._span(meta))
+    def bare_ports(self, items, first, last):
+        low, high = items[0]
+        return _n.BarePorts(low, high, self._span(first, last))
 
-    def icmp_named(self, meta, items):
+    def icmp_named(self, items, first, last):
         return ("named", items[0])
 
-    def icmp_numbered(self, meta, items):
+    def icmp_numbered(self, items, first, last):
         return ("numbered", items[0], items[1])
 
-    def icmp_ports(self, meta, items):
+    def icmp_ports(self, items, first, last):
         proto, match = items[0], items[1]
         name = number = code = None
         if match and match[0] == "named":
             name = match[1]
         elif match:
             number, code = match[1], match[2]
-        return s.IcmpPorts(proto, name, number, code, self._span(meta))
+        return _n.IcmpPorts(proto, name, number, code, self._span(first, last))
 
-    def service_ref(self, meta, items):
-        return s.ServiceRef(items[0], self._span(meta))
+    def service_ref(self, items, first, last):
+        return _n.ServiceRef(items[0], self._span(first, last))
 
-    def any_protocol(self, meta, items):
-        return s.AnyProtocol(self._span(meta))
+    def any_protocol(self, items, first, last):
+        return _n.AnyProtocol(self._span(first, last))
 
-    def port_list(self, meta, items):
+    def port_list(self, items, first, last):
         return tuple(items)
 
     # topology ---------------------------------------------------------
-    @staticmethod
-    def _block_description(items: list) -> s.Text | None:
-        for i in items:
-            if isinstance(i, tuple) and i and i[0] == "block_description":
-                return i[1]
-        return None
+    def site(self, items, first, last):
+        return _n.Site(items[0], _block_description(items), _all(items, s.Router), _all(items, s.Spine),
+                      _all(items, s.Row), self._span(first, last))
 
-    def site(self, meta, items):
-        return s.Site(items[0], self._block_description(items), _all(items, s.Router), _all(items, s.Spine),
-                      _all(items, s.Row), self._span(meta))
+    def router(self, items, first, last):
+        return _n.Router(items[0], _all(items, s.Address), _first(items, s.Int), _first(items, s.Text),
+                        self._span(first, last))
 
-    def router(self, meta, items):
-        return s.Router(items[0], _all(items, s.Address), _first(items, s.Int), _first(items, s.Text),
-                        self._span(meta))
+    def row(self, items, first, last):
+        return _n.Row(items[0], _block_description(items), _all(items, s.Switch), _all(items, s.Spine),
+                     _all(items, s.Subnet), _all(items, s.Gateway), _all(items, s.Rack), self._span(first, last))
 
-    def row(self, meta, items):
-        return s.Row(items[0], self._block_description(items), _all(items, s.Switch), _all(items, s.Spine),
-                     _all(items, s.Subnet), _all(items, s.Gateway), _all(items, s.Rack), self._span(meta))
+    def rack(self, items, first, last):
+        return _n.Rack(items[0], _block_description(items), _all(items, s.Switch), _all(items, s.Subnet),
+                      _all(items, s.Gateway), _all(items, s.Host), self._span(first, last))
 
-    def rack(self, meta, items):
-        return s.Rack(items[0], self._block_description(items), _all(items, s.Switch), _all(items, s.Subnet),
-                      _all(items, s.Gateway), _all(items, s.Host), self._span(meta))
+    def switch(self, items, first, last):
+        return _n.Switch(items[0], items[1], items[2], self._span(first, last))
 
-    def switch(self, meta, items):
-        return s.Switch(items[0], items[1], items[2], self._span(meta))
+    def spine(self, items, first, last):
+        return _n.Spine(items[0], items[1], items[2] or (), items[3], self._span(first, last))
 
-    def spine(self, meta, items):
-        return s.Spine(items[0], items[1], items[2] or (), items[3], self._span(meta))
+    def subnet(self, items, first, last):
+        return _n.Subnet(_all(items, s.Address), _first(items, s.Text), self._span(first, last))
 
-    def subnet(self, meta, items):
-        return s.Subnet(_all(items, s.Address), _first(items, s.Text), self._span(meta))
+    def gateway(self, items, first, last):
+        return _n.Gateway(_all(items, s.Address), self._span(first, last))
 
-    def gateway(self, meta, items):
-        return s.Gateway(_all(items, s.Address), self._span(meta))
-
-    def host(self, meta, items):
+    def host(self, items, first, last):
         roles = next((i for i in items if isinstance(i, tuple)), ())
-        return s.Host(items[0], _all(items, s.Address), roles, _first(items, s.Text), self._span(meta))
+        return _n.Host(items[0], _all(items, s.Address), roles, _first(items, s.Text), self._span(first, last))
 
     # clusters ---------------------------------------------------------
     def _setting(keyword: str):  # noqa: N805 - a factory used in the class body
-        def make(self, meta, items):
-            return s.Setting(keyword, tuple(i for i in items if i is not None), self._span(meta))
+        def make(self, items, first, last):
+            return _n.Setting(keyword, tuple([i for i in items if i is not None]), self._span(first, last))
         return make
 
     cluster_site = _setting("site")
@@ -359,60 +429,58 @@ class _ToSyntax(Transformer):
     app_namespace = _setting("namespace")
     app_listen = _setting("listen")
 
-    def peering_mode(self, meta, items):
-        return tuple(str(i) if isinstance(i, Token) else i for i in items)
+    def peering_mode(self, items, first, last):
+        return tuple(items)  # keyword tokens are their text already
 
-    def failure(self, meta, items):
-        return s.Name(str(items[0]), _token_span(self.path, items[0]))
+    def failure(self, items, first, last):
+        return _n.Name(items[0], self._span(first, last))  # one token: the rule's span is the token's
 
-    def cluster(self, meta, items):
-        return s.Cluster(items[0], self._block_description(items), _all(items, s.Setting), self._span(meta))
+    def cluster(self, items, first, last):
+        return _n.Cluster(items[0], _block_description(items), _all(items, s.Setting), self._span(first, last))
 
     # names ------------------------------------------------------------
-    def network(self, meta, items):
-        return s.Network(items[0], items[1], items[2] or (), items[3], self._span(meta))
+    def network(self, items, first, last):
+        return _n.Network(items[0], items[1], items[2] or (), items[3], self._span(first, last))
 
-    def service(self, meta, items):
-        return s.Service(items[0], items[1], items[2], self._span(meta))
+    def service(self, items, first, last):
+        return _n.Service(items[0], items[1], items[2], self._span(first, last))
 
     # intent -----------------------------------------------------------
-    def expires(self, meta, items):
-        return s.Expires(items[0].value, self._span(meta))
+    def expires(self, items, first, last):
+        return _n.Expires(items[0].value, self._span(first, last))
 
     def _rule(verb: str):  # noqa: N805
-        def make(self, meta, items):
-            ports = items[0]
-            peers = items[1]
+        def make(self, items, first, last):
             rest = items[2:]
-            return s.Rule(verb, ports, peers, _all(rest, s.Text), _all(rest, s.Expires), _all(rest, s.OnlyIn),
-                          self._span(meta), _all(rest, s.Exposed))
+            return _n.Rule(verb, items[0], items[1], _all(rest, s.Text), _all(rest, s.Expires), _all(rest, s.OnlyIn),
+                           self._span(first, last), _all(rest, s.Exposed))
         return make
 
-    def exposed(self, meta, items):
-        return s.Exposed(items[0], self._span(meta))
-
-    def only_in(self, meta, items):
-        return s.OnlyIn(tuple(items[0]), self._span(meta))
+    def exposed(self, items, first, last):
+        return _n.Exposed(items[0], self._span(first, last))
 
     allow = _rule("allow")
     connect = _rule("connect")
 
-    def no_firewall(self, meta, items):
-        return ("no_firewall", self._span(meta))
+    def only_in(self, items, first, last):
+        return _n.OnlyIn(tuple(items[0]), self._span(first, last))
 
-    def ssh_gateway(self, meta, items):
-        return ("ssh_gateway", self._span(meta))
+    def no_firewall(self, items, first, last):
+        return ("no_firewall", self._span(first, last))
 
-    def role(self, meta, items):
+    def ssh_gateway(self, items, first, last):
+        return ("ssh_gateway", self._span(first, last))
+
+    def role(self, items, first, last):
         default = items[0] is not None
         rest = items[1:]
         no_fw = tuple(i[1] for i in rest if isinstance(i, tuple) and i and i[0] == "no_firewall")
         gateway = tuple(i[1] for i in rest if isinstance(i, tuple) and i and i[0] == "ssh_gateway")
-        return s.Role(rest[0], default, self._block_description(rest), _all(rest, s.Rule), no_fw, self._span(meta),
-                      gateway)
+        return _n.Role(rest[0], default, _block_description(rest), _all(rest, s.Rule), no_fw,
+                      self._span(first, last), gateway)
 
-    def app(self, meta, items):
+    def app(self, items, first, last):
         default = items[0] is not None
         rest = items[1:]
-        return s.App(rest[0], default, self._block_description(rest), _all(rest, s.Setting), _all(rest, s.Rule),
-                     self._span(meta))
+        return _n.App(rest[0], default, _block_description(rest), _all(rest, s.Setting), _all(rest, s.Rule),
+                     self._span(first, last))
