@@ -182,8 +182,14 @@ def parse_text(path: str, text: str, diags: Diagnostics) -> s.File | None:
     again, so every diagnostic comes from lark's own exception as it always has.
     """
     build = _Build(path)
-    with _no_collection(large=len(text) > _LARGE):
-        ok, declarations = lalr.run(text, _tables(), build.tokens, build.rules())
+    try:
+        with _no_collection(large=len(text) > _LARGE):
+            ok, declarations = lalr.run(text, _tables(), build.tokens, build.rules())
+    except NumberTooLongError as err:
+        shown = err.text if len(err.text) <= 24 else f"{err.text[:12]}…{err.text[-6:]}"
+        diags.error("E032", f"the number `{shown}` has {len(err.text):,} digits; no value here has more than "
+                    f"{MAX_DIGITS}", err.span, "check for a missing space or a pasted value")
+        return None
     if ok:
         return s.File(path, tuple(declarations))
     try:
@@ -260,6 +266,18 @@ def _span_of(path: str) -> Any:
     return span
 
 
+MAX_DIGITS = 20  # the largest value of the language, a 4-byte AS number, has 10 digits
+
+
+class NumberTooLongError(Exception):
+    """A number longer than any value of the language: refused before `int()` (which
+    refuses strings of over 4,300 digits) or a range check ever sees it."""
+
+    def __init__(self, text: str, span: Span):
+        super().__init__(text)
+        self.text, self.span = text, span
+
+
 def _token_builders(path: str) -> dict[str, Any]:
     """A node for each kind of token that carries a value; other tokens stay their text."""
     span, name_, int_, address, text_ = _new_span, _n.Name, _n.Int, _n.Address, _n.Text
@@ -268,6 +286,8 @@ def _token_builders(path: str) -> dict[str, Any]:
         return name_(text, span(path, line, column, line, end))
 
     def number(text: str, line: int, column: int, end: int) -> s.Int:
+        if len(text) > MAX_DIGITS:
+            raise NumberTooLongError(text, span(path, line, column, line, end))
         return int_(int(text), span(path, line, column, line, end))
 
     def addr(text: str, line: int, column: int, end: int) -> s.Address:

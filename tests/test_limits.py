@@ -86,6 +86,21 @@ def test_deep_nesting_is_a_syntax_error_at_once() -> None:
     assert [(d.code, d.span.line, d.span.column) for d in diags] == [("E001", 1, 26)]
 
 
+@pytest.mark.parametrize("digits", [21, 4301, 100_000])
+def test_a_number_too_long_for_any_value_is_located(digits: int) -> None:
+    # int() refuses strings of over 4,300 digits: this was a traceback (exit 3) before E032
+    text = "service s = tcp 80, " + "9" * digits + "\n"
+    _, diags = timed({"a.npl": text}, 10)
+    assert [(d.code, d.span.line, d.span.column, d.span.end_column) for d in diags] == [
+        ("E032", 1, 21, 21 + digits)]
+    assert f"{digits:,} digits" in diags[0].message
+
+
+def test_a_number_of_20_digits_is_read_and_range_checked() -> None:
+    _, diags = timed({"a.npl": "service s = tcp " + "9" * 20 + "\n"}, 10)
+    assert [d.code for d in diags] != ["E032"] and errors(diags), "20 digits: a value, refused by its range check"
+
+
 def test_a_long_line_is_quoted_around_the_caret() -> None:
     line = "role web { allow tcp 80 from " + ", ".join(["10.0.0.1"] * 100_000) + " wrong }"
     sources = {"a.npl": LAB.replace("role web { allow tcp 80 from network n0 }\n", "") + line + "\n"}
