@@ -79,10 +79,14 @@ def peering_dot(model: m.Model, graph: PeeringGraph, report: Report, site: str) 
         if sp.kind == "spine":
             out.append(node_line(n, "hexagon", "#f3f4f6"))
     out.append("  }")
+    alias = _fold_alike_nodes(graph, speakers, bad)  # node -> the box that stands for it
     by_row: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for n, sp in speakers.items():
-        if sp.kind in ("node", "reflector", "tor") and sp.row and sp.rack:
+        if sp.kind in ("node", "reflector", "tor") and sp.row and sp.rack and alias.get(n, n) == n:
             by_row[sp.row][sp.rack].append(n)
+    folded: dict[str, list[str]] = defaultdict(list)
+    for n, box in alias.items():
+        folded[box].append(n)
     for i, (row, racks) in enumerate(sorted(by_row.items())):
         colour = ROW_COLOURS[i % len(ROW_COLOURS)]
         row_bad = f' color="{RED}"; penwidth=2;' if row in bad else ""
@@ -96,6 +100,10 @@ def peering_dot(model: m.Model, graph: PeeringGraph, report: Report, site: str) 
                 sp = speakers[n]
                 shape = {"tor": "box3d", "reflector": "diamond"}.get(sp.kind, "box")
                 label = f"{n}\\n{sp.cluster} AS {sp.asn}" if sp.cluster else n
+                if n in folded:
+                    members = sorted(folded[n])
+                    shape = "box3d" if sp.kind == "tor" else "folder"
+                    label = f"{members[0]} … {members[-1]}\\n{len(members)} alike nodes, {sp.cluster} AS {sp.asn}"
                 out.append("  " + node_line(n, shape, "#ffffff", f", label={_q(label)}"))
             out.append("    }")
         out.append("  }")
@@ -103,22 +111,50 @@ def peering_dot(model: m.Model, graph: PeeringGraph, report: Report, site: str) 
     families: dict[tuple[str, str], set[int]] = defaultdict(set)
     for s in graph.sessions:
         if s.a in speakers and s.b in speakers:
-            families[(s.a, s.b)].add(s.family)
+            families[(alias.get(s.a, s.a), alias.get(s.b, s.b))].add(s.family)
     for s in graph.sessions:
-        key = (s.a, s.b)
+        a, b = alias.get(s.a, s.a), alias.get(s.b, s.b)
+        key = (a, b)
         if key in seen or s.a not in speakers:
             continue
         seen.add(key)
         fams = "+".join(f"v{f}" for f in sorted(families[key]))
         style = "dashed" if s.multihop else "solid"
-        colour = f', color="{RED}"' if s.a in bad or s.b in bad else ""
+        colour = f', color="{RED}"' if a in bad or b in bad else ""
         label = f"{'e' if s.ebgp else 'i'}BGP {fams}" + (" rr" if s.rr_client else "")
-        out.append(f"  {_q(s.a)} -- {_q(s.b)} [style={style}, label={_q(label)}{colour}];")
+        if a in folded:
+            label += f" ×{len(folded[a])}"
+        out.append(f"  {_q(a)} -- {_q(b)} [style={style}, label={_q(label)}{colour}];")
     for fl in graph.fabric:
         if fl.a in speakers and fl.b in speakers:
             out.append(f'  {_q(fl.a)} -- {_q(fl.b)} [style=bold, color="#6b7280"];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+FOLD_AT = 5  # alike nodes in one rack drawn as one box from this many on
+
+
+def _fold_alike_nodes(graph: PeeringGraph, speakers: dict, bad: set[str]) -> dict[str, str]:
+    """Node -> the first of its kind: nodes of one rack and cluster with the same sessions (peer,
+    family, kind of session) and the same verdict are drawn as one box once there are `FOLD_AT`
+    of them. Why: a rack of 40 nodes is 40 boxes and 80 edges that say one thing, and graphviz's
+    layout time grows faster than the graph (over 30 s for 1,000 nodes drawn one by one)."""
+    sessions: dict[str, set[tuple]] = defaultdict(set)
+    for s in graph.sessions:
+        if s.a in speakers and s.b in speakers:
+            sessions[s.a].add((s.b, s.family, s.multihop, s.ebgp, s.rr_client))
+            sessions[s.b].add((s.a, s.family, s.multihop, s.ebgp, s.rr_client, "b"))
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for n, sp in speakers.items():
+        if sp.kind == "node" and sp.rack:
+            groups[(sp.rack, sp.cluster, sp.asn, n in bad, frozenset(sessions[n]))].append(n)
+    alias: dict[str, str] = {}
+    for members in groups.values():
+        if len(members) >= FOLD_AT:
+            first = min(members)
+            alias.update((n, first) for n in members)
+    return alias
 
 
 DOT_TIMEOUT = 120  # seconds
