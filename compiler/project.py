@@ -18,7 +18,7 @@ from . import analysis
 from . import model as m
 from . import syntax as s
 from .backends import BackendError, render_all
-from .diagnostics import Diagnostic, Diagnostics
+from .diagnostics import Diagnostic, Diagnostics, Span
 from .parser import parse_text
 from .resolve import resolve
 
@@ -51,14 +51,26 @@ def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
             continue
         rel = path.relative_to(root).as_posix()
         try:
-            out[rel] = path.read_bytes().decode("utf-8")
+            data = path.read_bytes()
+            out[rel] = data.decode("utf-8")
         except UnicodeDecodeError as err:
-            diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", None)
+            # kept with the bad bytes replaced, so the error can quote its line; nothing is compiled
+            out[rel] = data.decode("utf-8", errors="replace")
+            diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", _byte_span(rel, data, err.start),
+                        hint="save the file as UTF-8")
         except OSError as err:
             diags.error("E005", f"cannot read {rel}: {err.strerror}", None)
     if not out and not diags.has_errors:
         diags.error("E006", f"no `*{SUFFIX}` files in `{root}`", None)
     return out
+
+
+def _byte_span(rel: str, data: bytes, offset: int) -> Span:
+    """The line and column (in characters, as the parser counts) of byte `offset`, the first bad byte."""
+    before = data[:offset].decode("utf-8")  # valid: decoding failed first at `offset`
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return Span(rel, line, column, line, column + 1)
 
 
 def parse_all(sources: dict[str, str], diags: Diagnostics) -> list[s.File] | None:

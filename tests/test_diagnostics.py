@@ -537,3 +537,15 @@ def test_reserved_words_are_never_names(word):
     model, diags = compile_text(f"network {word} = 10.0.0.0/8\n")
     assert model is None
     assert [d.code for d in errors(diags)] == ["E001"]
+
+
+def test_invalid_utf8_is_located_at_its_byte(tmp_path):
+    """E005 names the line and column (in characters) of the first bad byte, and quotes the line."""
+    (tmp_path / "a.npl").write_bytes(b'network a = 10.0.0.0/8\nnetwork b = 10.1.0.0/16 description "caf\xe9"\n')
+    from compiler.project import compile_folder
+
+    result = compile_folder(tmp_path)
+    [d] = result.diagnostics
+    assert (d.code, d.span.file, d.span.line, d.span.column) == ("E005", "a.npl", 2, 41)
+    assert result.sources["a.npl"].split("\n")[1] == 'network b = 10.1.0.0/16 description "caf\ufffd"'
+    assert not result.files
