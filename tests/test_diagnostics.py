@@ -14,6 +14,7 @@ import pytest
 from conftest import BASE, compile_sources, compile_text, errors
 
 from compiler.diagnostics import render_json, render_text
+from compiler.project import compile_folder
 
 L = BASE.count("\n")  # the last line of BASE; appended text starts on line L + 1
 
@@ -542,8 +543,6 @@ def test_reserved_words_are_never_names(word):
 def test_invalid_utf8_is_located_at_its_byte(tmp_path):
     """E005 names the line and column (in characters) of the first bad byte, and quotes the line."""
     (tmp_path / "a.npl").write_bytes(b'network a = 10.0.0.0/8\nnetwork b = 10.1.0.0/16 description "caf\xe9"\n')
-    from compiler.project import compile_folder
-
     result = compile_folder(tmp_path)
     [d] = result.diagnostics
     assert (d.code, d.span.file, d.span.line, d.span.column) == ("E005", "a.npl", 2, 41)
