@@ -40,6 +40,7 @@ LIMIT_MIB = 300
 class Measure:
     seconds: float
     rss_growth_mib: float
+    compiled: bool  # files were produced
 
 
 def _rss_mib() -> float:
@@ -88,7 +89,7 @@ def check_folder(root: Path, files: dict[str, bytes | str]) -> Measure:
     check_diagnostics_located(result, files)
     assert seconds < LIMIT_SECONDS, f"{seconds:.1f} s for one input"
     assert growth < LIMIT_MIB, f"peak RSS grew by {growth:.0f} MiB for one input"
-    return Measure(seconds, growth)
+    return Measure(seconds, growth, result.ok)
 
 
 HEADER = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (error|warning|info)\[[A-Z]\d{3}\]: ")
@@ -140,7 +141,7 @@ def check_cli(root: Path, files: dict[str, bytes | str], subprocess_run: bool = 
         check_rendered(stderr, root, files)
     assert seconds < LIMIT_SECONDS * (3 if subprocess_run else 1), f"{seconds:.1f} s for one input"
     assert growth < LIMIT_MIB, f"peak RSS grew by {growth:.0f} MiB for one input"
-    return Measure(seconds, growth)
+    return Measure(seconds, growth, code == 0)
 
 
 def check_program(root: Path, text: str) -> Measure:
