@@ -212,6 +212,8 @@ def estates(draw) -> dict[str, str]:
     sites: list[str] = []
     racks: list[str] = []
     rows: list[str] = []
+    l3_rows: set[str] = set()  # whose racks have a ToR to peer with
+    routed: set[str] = set()  # sites with a router
     blocks: list[str] = []
     asns = iter(range(64600, 64700))
     for si in range(draw(st.integers(1, 2))):
@@ -219,6 +221,8 @@ def estates(draw) -> dict[str, str]:
         sites.append(site)
         lines = [f"site {site} {{" + _desc(draw).replace(" description", "\n  description")]
         routers = draw(st.integers(0, 2))
+        if routers:
+            routed.add(site)
         for ri in range(routers):
             v6 = f" 2620:0:{si}:ffff::{ri + 1}" if draw(st.booleans()) else ""
             lines.append(f"  router cr{ri}-{site} loopback 198.51.{si}.{ri + 1}{v6} asn 14907{_desc(draw)}")
@@ -229,6 +233,8 @@ def estates(draw) -> dict[str, str]:
             row = f"w{wi}"
             rows.append(f"{site}/{row}")
             l3 = draw(st.booleans())
+            if l3:
+                l3_rows.add(f"{site}/{row}")
             lines.append(f"  row {row} {{")
             net = ipaddress.ip_network(f"10.{si}.{wi * 16}.0/22")
             if not l3:
@@ -300,40 +306,66 @@ def estates(draw) -> dict[str, str]:
         net_lines.append(f"network {net} = {peers(False, networks[:i])}{exc}{_desc(draw)}")
     files["names.npl"] = "\n".join(svc_lines + net_lines) + "\n"
 
-    # a cluster over the hosts of one site's role, peering with the site's routers or its ToRs
+    # per site, maybe a cluster over one row's hosts, peering with the site's routers or its ToRs
     cluster_lines: list[str] = []
     clusters: list[str] = []
-    if hosts and draw(st.booleans()):
-        site = draw(st.sampled_from(sites))
-        row = draw(st.sampled_from([r for r in rows if r.startswith(site + "/")]))
-        clusters.append(f"k8s-{site}")
-        cluster_lines = [f"cluster k8s-{site} {{", f"  site {site}", "  asn 64512",
-                         f"  pods 10.200.{sites.index(site) * 8}.0/21", "  services 10.210.0.0/24",
-                         f"  nodes row {row}",
-                         "  peer-with " + draw(st.sampled_from(["routers", "tor"])),
-                         "}"]
+    for si, site in enumerate(sites):
+        here = [r for r in rows if r.startswith(site + "/")]
+        node_row = draw(st.sampled_from(here))
+        # peer with what exists: the site's routers, or the ToRs of an L3 row (else R105, R106)
+        modes = (["routers"] if site in routed else []) + (["tor"] if node_row in l3_rows else [])
+        if not modes or not any(h[1] == site for h in hosts) or not draw(st.booleans()):
+            continue
+        name = f"k8s-{site}"
+        clusters.append(name)
+        lines = [f"cluster {name} {{", f"  site {site}", f"  asn {64512 + si}",
+                 f"  pods 10.200.{si * 8}.0/21", f"  services 10.210.{si}.0/24",
+                 f"  nodes row {node_row}", "  peer-with " + draw(st.sampled_from(modes))]
+        goals = draw(st.lists(st.sampled_from(["control-plane", "etcd", "survive", "single-uplink"]),
+                              unique=True, max_size=3)) if not draw(st.integers(0, 2)) else []
+        for setting in goals:  # design goals: often not met (R1xx), so only in a third of clusters
+            if setting in ("control-plane", "etcd"):
+                lines.append(f"  {setting} row {draw(st.sampled_from(here))}")
+            elif setting == "survive":
+                lines.append("  survive " + ", ".join(draw(st.lists(
+                    st.sampled_from(["router", "switch", "rack", "row"]), unique=True, min_size=1, max_size=2))))
+            else:
+                lines.append(f"  single-uplink max-share {draw(st.integers(1, 100))}%")
+        cluster_lines += lines + ["}"]
     files["clusters.npl"] = "\n".join(cluster_lines) + "\n"
 
     apps = [f"app{i}" for i in range(draw(st.integers(0, 3)))] if clusters else []
     intent = []
+    # an ssh-gateway role needs every firewall to admit SSH from it (the lock-out guard, F001)
+    gateway = draw(st.booleans())
     # the default role is never given to a host nor named as a peer (E609): it is not in `roles`
-    for role in roles + (["base"] if draw(st.booleans()) else []):
+    for role in roles + (["base"] if gateway or draw(st.booleans()) else []):
         default = "default " if role == "base" else ""
         body = []
+        if role == roles[0] and gateway:
+            body.append("  ssh-gateway")
+        if role == "base" and gateway:
+            body.append(f"  allow tcp 22 from role {roles[0]}")
+        if role != "base" and not draw(st.integers(0, 5)):
+            body.append("  firewall none")
         for _ in range(draw(st.integers(0, 3))):
             verb, prep = draw(st.sampled_from([("allow", "from"), ("connect", "to")]))
             body.append(f"  {verb} {_port_list(draw, services)} {prep} {peers(False, networks)}{_options(draw)}")
         intent.append(f"{default}role {role} {{\n" + "\n".join(body) + "\n}")
-    for app in apps:
-        body = [f"  cluster {clusters[0]}", f"  namespace ns-{app}"]
-        listen = draw(st.booleans())
+    # the default app, like the default role, is no peer (E609): it is not in `apps`
+    for app in apps + (["every-app"] if apps and not draw(st.integers(0, 3)) else []):
+        default = "default " if app == "every-app" else ""
+        mine = draw(st.lists(st.sampled_from(clusters), unique=True, min_size=1)) if not default else []
+        body = [f"  clusters {', '.join(mine)}", f"  namespace ns-{app}"] if mine else []
+        listen = mine and draw(st.booleans())
         if listen:
             body.append(f"  listen tcp {draw(PORTS)}")
         for _ in range(draw(st.integers(0, 3))):
             verb, prep = draw(st.sampled_from([("allow", "from"), ("connect", "to")]))
             ports = "" if listen and verb == "allow" and draw(st.booleans()) else _port_list(draw, services) + " "
-            body.append(f"  {verb} {ports}{prep} {peers(True, networks)}{_options(draw)}")
-        intent.append(f"app {app} {{\n" + "\n".join(body) + "\n}")
+            scope = f" in cluster {mine[0]}" if mine and not draw(st.integers(0, 3)) else ""
+            body.append(f"  {verb} {ports}{prep} {peers(True, networks)}{_options(draw)}{scope}")
+        intent.append(f"{default}app {app} {{\n" + "\n".join(body) + "\n}")
     files["intent.npl"] = "\n\n".join(intent) + "\n"
     return files
 
