@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -85,7 +86,7 @@ def run(strategy: str, seconds: float, tally: Tally, findings: Path, tmp: Path, 
             line = (str(err).splitlines() or [""])[0]
             key = f"{type(err).__name__}: {line[:160]}"
             if "for one input" in line:
-                key = f"bound: {line.split(':')[0][:60]}"
+                key = "bound: " + re.sub(r"[\d.]+ (s|MiB)", r"> limit \1", line)[:80]
             if key not in tally.findings:
                 where = _save(findings, strategy, len(tally.findings), case)
                 (where / "finding.txt").write_text(key + "\n\n" + traceback.format_exc())
