@@ -107,9 +107,25 @@ def check_rendered(stderr: str, root: Path, files: dict[str, bytes | str]) -> No
         assert rel in files, line
         n, col = int(m["line"]), int(m["col"])
         want = file_lines(files[rel])[n - 1].rstrip("\r").expandtabs(1)
-        assert lines[i + 1] == f" {n} | {want}", (line, lines[i + 1][:200], want[:200])
-        caret = lines[i + 2]
-        assert caret.startswith(f" {' ' * len(str(n))} | {' ' * (col - 1)}^"), (line, caret[:200])
+        gutter = f" {n} | "
+        assert lines[i + 1].startswith(gutter), (line, lines[i + 1][:200])
+        quote = lines[i + 1][len(gutter):]
+        caret = lines[i + 2][len(gutter):]
+        assert lines[i + 2].startswith(f" {' ' * len(str(n))} | ") and "^" in caret, (line, caret[:200])
+        at = caret.index("^")
+        if len(want) <= QUOTE_LIMIT:
+            assert (quote, at) == (want, col - 1), (line, quote[:200], want[:200], at)
+        else:  # a long line is quoted in part, `…` where cut, the caret still under the column
+            assert len(quote) <= QUOTE_LIMIT + 2, len(quote)
+            assert any(_quotes(want, quote[h:].removesuffix("…"), col - 1 - (at - h))
+                       for h in (0, 1) if quote[:h] in ("", "…")), (line, quote, at)
+
+
+QUOTE_LIMIT = 160  # characters of a long line the diagnostics quote, at most (not counting the `…`)
+
+
+def _quotes(line: str, part: str, start: int) -> bool:
+    return start >= 0 and line[start:start + len(part)] == part
 
 
 def check_cli(root: Path, files: dict[str, bytes | str], subprocess_run: bool = False) -> Measure:
