@@ -19,11 +19,24 @@ import functools
 import ipaddress
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 from hypothesis import strategies as st
+from lark import Lark
 from lark.grammar import NonTerminal, Terminal
 
-from compiler.parser import _parser, keywords
+GRAMMAR = Path(__file__).resolve().parent.parent / "grammar" / "netpolc.lark"
+
+
+@functools.cache
+def grammar() -> Lark:
+    """The language's grammar as lark compiles it (read here, not through the compiler's parser,
+    whose lexer may change: the fuzzer must not depend on how the compiler reads the text)."""
+    return Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr", lexer="contextual")
+
+
+def keywords() -> set[str]:
+    return {t.pattern.value for t in grammar().terminals if t.pattern.type == "str" and t.pattern.value[:1].isalpha()}
 
 # ------------------------------------------------------------------ (1) from the grammar's rules
 
@@ -48,7 +61,7 @@ MORE_NAMES = [f"z{n}" for n in MORE_NAMES]
 def _rules() -> dict[str, list[tuple]]:
     """Each non-terminal to its expansions, as lark compiled the grammar."""
     out: dict[str, list[tuple]] = {}
-    for rule in _parser().rules:
+    for rule in grammar().rules:
         out.setdefault(rule.origin.name, []).append(tuple(rule.expansion))
     return out
 
@@ -56,7 +69,7 @@ def _rules() -> dict[str, list[tuple]]:
 @functools.cache
 def _literals() -> dict[str, str]:
     """Anonymous and keyword terminals to their text (`LBRACE` -> `{`)."""
-    return {t.name: t.pattern.value for t in _parser().terminals if t.pattern.type == "str"}
+    return {t.name: t.pattern.value for t in grammar().terminals if t.pattern.type == "str"}
 
 
 @functools.cache

@@ -8,17 +8,19 @@ CI runs a fixed number of examples with a fixed seed; NETPOLC_FUZZ_EXAMPLES rais
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
 
 from fuzz_checks import TODAY, check_folder, check_program
-from fuzz_programs import _rules, estates, grammar_programs, random_program
+from fuzz_programs import GRAMMAR, _rules, estates, grammar, grammar_programs, random_program
 from hypothesis import HealthCheck, given, settings
+from lark import Lark
 from lark.grammar import Terminal
 
 from compiler.diagnostics import Diagnostics
-from compiler.formatter import _parser, format_text
+from compiler.formatter import format_text
 from compiler.parser import parse_text
 from compiler.project import build_model, compile_folder
 
@@ -50,7 +52,7 @@ INLINED = {"port_item", "peer"}
 
 def test_the_grammar_walk_reaches_every_rule_and_keyword():
     """Every rule and keyword of the grammar appears in 300 derived programs: no statement kind is left unfuzzed."""
-    rules = {str(r.alias or r.origin.name) for r in _parser().rules} - {"start"} - INLINED
+    rules = {str(r.alias or r.origin.name) for r in grammar().rules} - {"start"} - INLINED
     rules = {name for name in rules if not name.startswith("_")}
     literal = {sym.name for exps in _rules().values() for exp in exps for sym in exp
                if isinstance(sym, Terminal) and sym.name.isupper() and sym.name.isalpha()}
@@ -65,7 +67,13 @@ def test_the_grammar_walk_reaches_every_rule_and_keyword():
 
 
 def _tree(text: str):
-    return _parser().parse(text)
+    """The parse tree with keywords kept, to see which were used."""
+    return _keeping_tokens().parse(text)
+
+
+@functools.cache
+def _keeping_tokens() -> Lark:
+    return Lark(GRAMMAR.read_text(encoding="utf-8"), parser="lalr", lexer="contextual", keep_all_tokens=True)
 
 
 def test_most_generated_estates_resolve_and_compile():
