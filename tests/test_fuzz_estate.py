@@ -9,16 +9,19 @@ CI runs a fixed number of examples with a fixed seed; NETPOLC_FUZZ_EXAMPLES rais
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 import tracemalloc
 from pathlib import Path
 
 import pytest
-from fuzz_checks import LIMIT_MIB, TODAY, check_cli, check_folder
+from fuzz_checks import LIMIT_MIB, TODAY, check_cli, check_folder, write_folder
 from fuzz_mutations import ESTATE, LARGE, LARGE_KINDS, OPERATORS, mutated_estates
 from hypothesis import HealthCheck, given, settings
 
+from compiler import cli
 from compiler.project import compile_folder
 
 EXAMPLES = int(os.environ.get("NETPOLC_FUZZ_EXAMPLES", "120"))
@@ -106,3 +109,19 @@ def test_every_corpus_file_is_listed():
     listed = {name for name, _, _ in _corpus()}
     assert listed == {p.name for p in CORPUS.iterdir() if p.name != "CORPUS"}
 
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 12, 3))
+@given(mutated_estates())
+def test_the_other_commands_never_crash(case):
+    """`check`, `verify`, `lint` and `fmt --check` on a damaged estate: exit 0 or 1, no traceback."""
+    files, _rel, _ops = case
+    root = TMP / "commands"
+    write_folder(root, files)
+    for argv in (["check", str(root), "--out", str(TMP / "no-out")], ["verify", str(root)],
+                 ["lint", str(root)], ["fmt", "--check", str(root)]):
+        err, out = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = cli.main(argv)
+        assert code in (0, 1), (argv[0], code, err.getvalue()[-2000:])
+        assert "Traceback" not in err.getvalue() + out.getvalue()
