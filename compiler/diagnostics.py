@@ -105,6 +105,29 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{match[0]}`?" if match else None
 
 
+QUOTE_WIDTH = 160  # characters of a source line quoted under a diagnostic, at most
+QUOTE_BEFORE = 60  # of which before the caret, when the line is cut
+
+
+def quote_window(line: str, column: int, width: int) -> tuple[str, int, int]:
+    """The part of a source line worth quoting: at most QUOTE_WIDTH characters around the column,
+    `…` where it was cut, tabs as one space; the caret's column and width in that part.
+
+    Quoting whole lines made output grow with errors times line length: 10,000 errors on one
+    150 kB line printed 2 GB. Only the quoted part is copied, so each quote costs the same.
+    """
+    length = len(line) - line.endswith("\r")
+    if length <= QUOTE_WIDTH:
+        return line[:length].expandtabs(1), column, width
+    start = max(0, min(column - 1 - QUOTE_BEFORE, length - QUOTE_WIDTH))
+    end = start + QUOTE_WIDTH
+    head = "…" if start else ""
+    tail = "…" if end < length else ""
+    column = column - start + len(head)
+    width = max(1, min(width, end - start + len(head) - column + 1))
+    return f"{head}{line[start:end].expandtabs(1)}{tail}", column, width
+
+
 def render_text(diags: Iterable[Diagnostic], sources: dict[str, str], root: str = "") -> str:
     """Human form: `file:line:col: error[CODE]: message`, the line, a caret, the hint.
 
@@ -121,11 +144,10 @@ def render_text(diags: Iterable[Diagnostic], sources: dict[str, str], root: str 
                 split[d.span.file] = sources[d.span.file].split("\n")
             lines = split[d.span.file]
             if 0 < d.span.line <= len(lines):
-                text = lines[d.span.line - 1].rstrip("\r").expandtabs(1)
                 width = 1
                 if d.span.end_line == d.span.line and d.span.end_column > d.span.column:
                     width = d.span.end_column - d.span.column
-                text, column, width = _excerpt(text, d.span.column, width)
+                text, column, width = quote_window(lines[d.span.line - 1], d.span.column, width)
                 gutter = str(d.span.line)
                 out.append(f" {gutter} | {text}")
                 out.append(f" {' ' * len(gutter)} | {' ' * (column - 1)}^{'~' * (width - 1)}")
@@ -139,23 +161,6 @@ def render_text(diags: Iterable[Diagnostic], sources: dict[str, str], root: str 
     if errors or warnings or infos:
         out.append(f"{errors} error(s), {warnings} warning(s)" + (f", {infos} info(s)" if infos else ""))
     return "\n".join(out) + ("\n" if out else "")
-
-
-EXCERPT = 160  # characters of a long source line shown around the caret
-
-
-def _excerpt(text: str, column: int, width: int) -> tuple[str, int, int]:
-    """A window of a long line around the column (`…` where it is cut), and the caret's column
-    and width in it: a 10 MB line is quoted in 160 characters, not copied to the terminal."""
-    if len(text) <= EXCERPT:
-        return text, column, width
-    start = max(0, min(column - 1 - EXCERPT // 3, len(text) - EXCERPT))
-    window = text[start:start + EXCERPT]
-    prefix = "…" if start > 0 else ""
-    suffix = "…" if start + EXCERPT < len(text) else ""
-    column = column - start + len(prefix)
-    width = max(1, min(width, EXCERPT - (column - 1 - len(prefix))))
-    return prefix + window + suffix, column, width
 
 
 def render_json(diags: Iterable[Diagnostic], root: str = "") -> str:

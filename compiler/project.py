@@ -105,9 +105,13 @@ def _read_policy(rel: str, path: str, total: int, diags: Diagnostics) -> str | N
             data = f.read(MAX_FILE_BYTES + 1)  # never more, even if it grew since
             if _size_ok(len(data), rel, total, diags) is None:  # it grew since
                 return None
-            return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", None)
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                # kept with the bad bytes replaced, so the error can quote its line; nothing is compiled
+                diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", _byte_span(rel, data, err.start),
+                            hint="save the file as UTF-8")
+                return data.decode("utf-8", errors="replace")
     except OSError as err:
         diags.error("E005", f"cannot read {rel}: {err.strerror}", None)
     return None
@@ -151,6 +155,12 @@ def _size_ok(size: int, rel: str, total: int, diags: Diagnostics) -> int | None:
                     "check that the folder holds only policy files")
         return None
     return size
+def _byte_span(rel: str, data: bytes, offset: int) -> Span:
+    """The line and column (in characters, as the parser counts) of byte `offset`, the first bad byte."""
+    before = data[:offset].decode("utf-8")  # valid: decoding failed first at `offset`
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return Span(rel, line, column, line, column + 1)
 
 
 def parse_all(sources: dict[str, str], diags: Diagnostics) -> list[s.File] | None:

@@ -14,6 +14,7 @@ import pytest
 from conftest import BASE, compile_sources, compile_text, errors
 
 from compiler.diagnostics import render_json, render_text
+from compiler.project import compile_folder
 
 L = BASE.count("\n")  # the last line of BASE; appended text starts on line L + 1
 
@@ -537,3 +538,35 @@ def test_reserved_words_are_never_names(word):
     model, diags = compile_text(f"network {word} = 10.0.0.0/8\n")
     assert model is None
     assert [d.code for d in errors(diags)] == ["E001"]
+
+
+def test_invalid_utf8_is_located_at_its_byte(tmp_path):
+    """E005 names the line and column (in characters) of the first bad byte, and quotes the line."""
+    (tmp_path / "a.npl").write_bytes(b'network a = 10.0.0.0/8\nnetwork b = 10.1.0.0/16 description "caf\xe9"\n')
+    result = compile_folder(tmp_path)
+    [d] = result.diagnostics
+    assert (d.code, d.span.file, d.span.line, d.span.column) == ("E005", "a.npl", 2, 41)
+    assert result.sources["a.npl"].split("\n")[1] == 'network b = 10.1.0.0/16 description "caf\ufffd"'
+    assert not result.files
+
+
+def test_a_long_line_is_quoted_around_the_caret():
+    """A 20,000-character line: the quote is a 160-character part of it around the column, cut with `…`."""
+    text = "network n = " + ", ".join(f"network m{i}" for i in range(2000)) + "\n"
+    _, diags = compile_text(text)
+    out = render_text(diags, {"a.npl": text})
+    lines = out.split("\n")
+    col = text.index("network m1000") + len("network ") + 1  # the name m1000, counted by hand
+    i = next(k for k, line in enumerate(lines) if line.startswith(f"a.npl:1:{col}: error[E103]"))
+    quote, caret = lines[i + 1][len(" 1 | "):], lines[i + 2][len(" 1 | "):]
+    assert quote.startswith("…") and quote.endswith("…") and len(quote) == 162
+    assert quote[caret.index("^"):].startswith("m1000,")
+    assert quote[1:-1] in text
+
+
+def test_many_errors_on_one_long_line_print_little():
+    """Each diagnostic quotes a bounded part of its line: 2,000 errors on a 30 kB line print well under 2 MB."""
+    text = "network n = " + ", ".join(f"network m{i}" for i in range(2000)) + "\n"
+    _, diags = compile_text(text)
+    assert len(errors(diags)) == 2000
+    assert len(render_text(diags, {"a.npl": text})) < 2_000_000
