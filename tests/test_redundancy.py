@@ -316,3 +316,88 @@ def test_a_dot_that_takes_too_long_is_a_backend_error(tmp_path: Path, monkeypatc
     monkeypatch.setattr(bgp_report, "DOT_TIMEOUT", 0.3)
     with pytest.raises(BackendError, match="took more than 0.3 s"):
         bgp_report.render_svg("graph { a -- b; }\n")
+
+
+# ---------------------------------------------------------------- the picture of a large site
+
+def _racks_estate(nodes_in_a1: int, nodes_in_b1: int) -> str:
+    """Two racks of alike nodes (same cluster, same sessions: both routers, v4 only)."""
+    a = "".join(f"      host a{i} 10.1.0.{10 + i} roles w\n" for i in range(1, nodes_in_a1 + 1))
+    b = "".join(f"      host b{i} 10.2.0.{10 + i} roles w\n" for i in range(1, nodes_in_b1 + 1))
+    return f"""site s {{
+  router r1 loopback 10.0.0.1 asn 65000
+  router r2 loopback 10.0.0.2 asn 65000
+  row a {{ switch asw-a
+    subnet 10.1.0.0/24
+    gateway 10.1.0.1
+    rack a1 {{
+{a}    }}
+  }}
+  row b {{ switch asw-b
+    subnet 10.2.0.0/24
+    gateway 10.2.0.1
+    rack b1 {{
+{b}    }}
+  }}
+}}
+role w {{}}
+cluster k {{ site s asn 64601 pods 10.8.0.0/16 services 10.9.0.0/24 nodes role w peer-with routers }}
+"""
+
+
+def test_alike_nodes_of_a_rack_are_one_box_from_five_on(tmp_path: Path):
+    from compiler.backends import bgp_report
+
+    model = model_text(_racks_estate(12, 4), tmp_path)
+    graph = analysis.peering_graph(model)
+    dot = bgp_report.peering_dot(model, graph, analysis.redundancy(model), "s")
+    # rack a1: 12 nodes, each with one session to r1 and one to r2 -> one box, named after a1, two edges
+    assert '"a1" [shape=folder, fillcolor="#ffffff", label="a1 … a12\\n12 alike nodes, k AS 64601"];' in dot
+    assert all(f'"a{i}"' not in dot for i in range(2, 13))
+    assert dot.count('"a1" -- ') == 2 and '"a1" -- "r1" [style=dashed, label="eBGP v4 ×12"];' in dot
+    # rack b1: 4 nodes stay 4 boxes, each with its own two sessions
+    assert all(f'"b{i}" [shape=box' in dot for i in range(1, 5))
+    assert sum(dot.count(f'"b{i}" -- ') for i in range(1, 5)) == 8
+    # every session of the graph is drawn: 16 nodes x 2 routers, folded into 2 + 8 edges
+    assert len(graph.sessions) == 32 and dot.count(" -- ") == 10
+
+
+def test_a_faulty_node_is_never_folded_with_sound_ones(tmp_path: Path):
+    from compiler.backends import bgp_report
+
+    model = model_text(_racks_estate(6, 1), tmp_path)
+    report = analysis.redundancy(model)
+    dot = bgp_report.peering_dot(model, analysis.peering_graph(model), report, "s")
+    # b1 is alone in row b: the sweep flags row b; rack a1's six sound nodes are one box
+    assert "6 alike nodes" in dot and '"b1" [shape=box' in dot
+
+
+def test_pictures_are_drawn_while_the_other_backends_run(tmp_path: Path):
+    """render_all's concurrent drawing gives the bytes of a plain `dot -Tsvg` of each source."""
+    from compiler.backends import bgp_report, render_all
+
+    model = model_of(REPO / "policies")
+    files = render_all(model)
+    svgs = [p for p in files if p.endswith("peering.svg")]
+    assert svgs
+    for path in svgs:
+        dot_source = files[path.replace(".svg", ".dot")].decode()
+        assert files[path] == bgp_report.render_svg(dot_source)
+
+
+def test_a_failed_backend_stops_the_drawing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from compiler import backends
+    from compiler.backends import bgp_report
+
+    started: list[bgp_report.Drawing] = []
+    real_start = bgp_report.start
+    monkeypatch.setattr(bgp_report, "start", lambda model: started.append(real_start(model)) or started[-1])
+
+    def broken(model):
+        raise RuntimeError("a backend bug")
+
+    monkeypatch.setattr(backends, "BACKENDS", (broken, *backends.BACKENDS))
+    with pytest.raises(RuntimeError):
+        backends.render_all(model_of(REPO / "policies"))
+    (drawing,) = started
+    assert drawing._jobs == {} and not Path(drawing._tmp.name).exists()

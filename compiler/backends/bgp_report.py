@@ -9,9 +9,13 @@ multihop), and everything a finding names in red. The SVG is drawn by graphviz's
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import tempfile
+import time
 from collections import defaultdict
+from pathlib import Path
 
 from .. import analysis
 from .. import model as m
@@ -101,7 +105,7 @@ def peering_dot(model: m.Model, graph: PeeringGraph, report: Report, site: str) 
                 shape = {"tor": "box3d", "reflector": "diamond"}.get(sp.kind, "box")
                 label = f"{n}\\n{sp.cluster} AS {sp.asn}" if sp.cluster else n
                 if n in folded:
-                    members = sorted(folded[n])
+                    members = sorted(folded[n], key=_natural)
                     shape = "box3d" if sp.kind == "tor" else "folder"
                     label = f"{members[0]} … {members[-1]}\\n{len(members)} alike nodes, {sp.cluster} AS {sp.asn}"
                 out.append("  " + node_line(n, shape, "#ffffff", f", label={_q(label)}"))
@@ -128,11 +132,18 @@ def peering_dot(model: m.Model, graph: PeeringGraph, report: Report, site: str) 
     for fl in graph.fabric:
         if fl.a in speakers and fl.b in speakers:
             out.append(f'  {_q(fl.a)} -- {_q(fl.b)} [style=bold, color="#6b7280"];')
+    if sum(" -- " in line for line in out) >= LARGE_PICTURE:  # seconds, not minutes, for thousands of nodes
+        out.insert(5, "  graph [nslimit=2, mclimit=0.2];  // a large picture: layout effort bounded")
     out.append("}")
     return "\n".join(out) + "\n"
 
 
 FOLD_AT = 5  # alike nodes in one rack drawn as one box from this many on
+
+
+def _natural(name: str) -> tuple:
+    """`n2` before `n10`: the first and last of a folded box read as a range."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name))
 
 
 def _fold_alike_nodes(graph: PeeringGraph, speakers: dict, bad: set[str]) -> dict[str, str]:
@@ -152,37 +163,102 @@ def _fold_alike_nodes(graph: PeeringGraph, speakers: dict, bad: set[str]) -> dic
     alias: dict[str, str] = {}
     for members in groups.values():
         if len(members) >= FOLD_AT:
-            first = min(members)
+            first = min(members, key=_natural)
             alias.update((n, first) for n in members)
     return alias
 
 
 DOT_TIMEOUT = 120  # seconds
+LARGE_PICTURE = 300  # sessions: from this many on, dot's layout effort is bounded (`nslimit`, `mclimit`)
 
 
-def render_svg(dot_source: str) -> bytes:
+def _dot() -> str:
     dot = shutil.which("dot")
     if dot is None:
         raise BackendError("graphviz's `dot` is needed to draw bgp/<site>/peering.svg; install graphviz "
                            "(`apt-get install graphviz`; `make compile` does it when run as root)")
+    return dot
+
+
+def _timed_out(dot_source: str) -> BackendError:
+    # graphviz's layout grows faster than the graph: thousands of nodes
+    return BackendError(f"dot took more than {DOT_TIMEOUT} s to draw bgp/<site>/peering.svg "
+                        f"({dot_source.count(' -- ')} sessions); the picture of so large a site "
+                        "cannot be drawn this way")
+
+
+def render_svg(dot_source: str) -> bytes:
     try:
-        proc = subprocess.run([dot, "-Tsvg"], input=dot_source.encode(), capture_output=True, timeout=DOT_TIMEOUT)
-    except subprocess.TimeoutExpired:  # graphviz's layout grows faster than the graph: thousands of nodes
-        raise BackendError(f"dot took more than {DOT_TIMEOUT} s to draw bgp/<site>/peering.svg "
-                           f"({dot_source.count(' -- ')} sessions); the picture of so large a site "
-                           "cannot be drawn this way") from None
+        proc = subprocess.run([_dot(), "-Tsvg"], input=dot_source.encode(), capture_output=True,
+                              timeout=DOT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise _timed_out(dot_source) from None
     if proc.returncode != 0:
         raise BackendError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout
 
 
-def render(model: m.Model) -> dict[str, bytes]:
+class Drawing:
+    """This backend's files while `dot` draws the pictures in child processes.
+
+    Why: on a large estate the layout takes seconds of one core while the Calico and ferm
+    backends need the other; `render_all` starts the drawing first and collects it last.
+    Input and output go through files, so a child never waits on a pipe nobody reads.
+    """
+
+    def __init__(self, files: dict[str, bytes], sources: dict[str, str]):
+        self.files = files
+        self.sources = sources  # svg path -> dot source
+        self._tmp = tempfile.TemporaryDirectory(prefix="netpolc-dot-")
+        self._jobs: dict[str, tuple[subprocess.Popen, Path]] = {}
+        self._started = time.monotonic()
+        dot = _dot() if sources else ""
+        for i, (path, source) in enumerate(sorted(sources.items())):
+            src, svg = Path(self._tmp.name) / f"{i}.dot", Path(self._tmp.name) / f"{i}.svg"
+            src.write_text(source, encoding="utf-8")
+            proc = subprocess.Popen([dot, "-Tsvg", "-o", str(svg), str(src)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self._jobs[path] = (proc, svg)
+
+    def finish(self) -> dict[str, bytes]:
+        out = dict(self.files)
+        try:
+            for path, (proc, svg) in sorted(self._jobs.items()):
+                left = max(0.0, DOT_TIMEOUT - (time.monotonic() - self._started))
+                try:
+                    _, err = proc.communicate(timeout=left)
+                except subprocess.TimeoutExpired:
+                    raise _timed_out(self.sources[path]) from None
+                if proc.returncode != 0:
+                    raise BackendError(f"dot failed: {err.decode(errors='replace').strip()}")
+                out[path] = svg.read_bytes()
+        finally:
+            self.cancel()
+        return out
+
+    def cancel(self) -> None:
+        """Stop what still runs and remove the files; safe to call twice."""
+        for proc, _ in self._jobs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self._jobs = {}
+        self._tmp.cleanup()
+
+
+def start(model: m.Model) -> Drawing:
+    """The reports now, the pictures being drawn: `.finish()` gives every file of `render`."""
     graph = analysis.peering_graph(model)
     report = analysis.redundancy(model)
-    out: dict[str, bytes] = {}
+    files: dict[str, bytes] = {}
+    sources: dict[str, str] = {}
     for site in _sites(model):
-        out[f"bgp/{site}/redundancy.json"] = redundancy_json(model, report, site)
+        files[f"bgp/{site}/redundancy.json"] = redundancy_json(model, report, site)
         dot_source = peering_dot(model, graph, report, site)
-        out[f"bgp/{site}/peering.dot"] = dot_source.encode()
-        out[f"bgp/{site}/peering.svg"] = render_svg(dot_source)
-    return out
+        files[f"bgp/{site}/peering.dot"] = dot_source.encode()
+        sources[f"bgp/{site}/peering.svg"] = dot_source
+    return Drawing(files, sources)
+
+
+def render(model: m.Model) -> dict[str, bytes]:
+    return start(model).finish()
