@@ -26,9 +26,12 @@ import ipaddress
 import json
 import re
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from netaddr import IPRange, IPSet
 
 HEADER = """\
 # Rendered from the Aerleon benchmark workload (seed {seed}, {n} terms) by bench/peer_workload.py.
@@ -96,92 +99,143 @@ def write_policy(workload: dict, folder: Path) -> Path:
 
 _DEF = re.compile(r"^@def \$(\S+) = \((.*)\);$")
 _SADDR = re.compile(r"saddr \(?([^)]*?)\)? ACCEPT;")
+_DPORT = re.compile(r"dport \(?([^)]*?)\)? saddr")
 
 
-def _ferm_sources(text: str) -> dict[int, int]:
-    """Source prefixes admitted by the term's lines of one ferm file, per family (variables expanded)."""
+@dataclass
+class Term:
+    """What netpolc wrote for one term: per family the source prefixes of the host's ferm lines,
+    and the source prefixes and port ranges of the app's Calico rules."""
+
+    families: set[int] = field(default_factory=set)  # the host's own address families
+    ferm: dict[int, list[str]] = field(default_factory=lambda: {4: [], 6: []})
+    ferm_ports: set[tuple[int, int]] = field(default_factory=set)
+    calico: list[str] = field(default_factory=list)
+    calico_ports: set[tuple[int, int]] = field(default_factory=set)
+    calico_rules: int = 0
+
+
+def _range(text: str) -> tuple[int, int]:
+    lo, _, hi = str(text).replace("-", ":").partition(":")
+    return int(lo), int(hi or lo)
+
+
+def _read_ferm(text: str, term: Term) -> None:
     defs = {}
     for line in text.splitlines():
         if (m := _DEF.match(line.strip())):
             defs[m.group(1)] = m.group(2).split()
-    counts = {4: 0, 6: 0}
-    family = 0
-    term_line = False
+        elif line.startswith("# Host "):
+            term.families = {6 if ":" in a else 4 for a in line.split("): ", 1)[1].split()}
+    family, term_line, statement = 0, False, ""
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("domain ip table"):
+        if statement or (term_line and line.startswith("proto ")):
+            statement += " " + line  # a long line wraps onto indented continuation lines
+            if not statement.endswith(";"):
+                continue
+            if (m := _SADDR.search(statement)):
+                for item in m.group(1).split():
+                    term.ferm[family] += defs[item[1:]] if item.startswith("$") else [item]
+            if (m := _DPORT.search(statement)):
+                term.ferm_ports.update(_range(p) for p in m.group(1).split())
+            statement, term_line = "", False
+        elif line.startswith("domain ip table"):
             family = 4
         elif line.startswith("domain ip6 table"):
             family = 6
         elif line.startswith("#"):
             term_line = "term-" in line
-        elif term_line and line.endswith("ACCEPT;") and (m := _SADDR.search(line)):
-            for item in m.group(1).split():
-                counts[family] += len(defs[item[1:]]) if item.startswith("$") else 1
-            term_line = False
-    return counts
 
 
-def _host_families(text: str) -> set[int]:
-    """The address families of the host a ferm file is for (its header lists the addresses).
-
-    netpolc writes a statement's IPv6 sources into `domain ip6` even on a host with no IPv6
-    address; Aerleon has no rule for a (source, destination) pair without a destination of the
-    family, so only the host's own families are counted."""
-    header = next(line for line in text.splitlines() if line.startswith("# Host "))
-    return {6 if ":" in a else 4 for a in header.split("): ", 1)[1].split()}
-
-
-def read_counts(files: dict[str, bytes]) -> dict[str, int]:
-    """What the compiled files hold, in the summary's terms."""
-    counts = {"src_dst_pairs_v4": 0, "src_dst_pairs_v6": 0, "apps_with_v4_flow": 0, "apps_with_v6_flow": 0,
-              "k8s_ipblock_peers": 0, "port_ranges_merged": 0, "ferm_files": 0, "calico_policies": 0, "calico_rules": 0}
+def read_terms(files: dict[str, bytes]) -> dict[str, Term]:
+    """Per term (`a00000`), what the ferm file of its host and the Calico policy of its app hold."""
+    terms: dict[str, Term] = {}
     for path, data in files.items():
         if path.startswith("ferm/srv-"):
-            counts["ferm_files"] += 1
-            text = data.decode()
-            per_family = _ferm_sources(text)
-            for f in _host_families(text):
-                counts[f"src_dst_pairs_v{f}"] += per_family[f]
-                counts[f"apps_with_v{f}_flow"] += per_family[f] > 0
-    nets: dict[str, int] = {}
+            _read_ferm(data.decode(), terms.setdefault(path[len("ferm/srv-"):-len(".conf")], Term()))
+    nets: dict[str, list[str]] = {}
     policies = []
     for path, data in files.items():
-        if not path.startswith("calico/"):
-            continue
-        for doc in yaml.safe_load_all(data):
-            if doc is None:
-                continue
-            if doc["kind"] == "GlobalNetworkSet":
-                nets[doc["metadata"]["labels"].get("netpolc.io/set", doc["metadata"]["name"])] = len(
-                    doc["spec"].get("nets", []))
-            elif doc["kind"] == "NetworkPolicy":
-                policies.append(doc)
+        if path.startswith("calico/"):
+            for doc in yaml.safe_load_all(data):
+                if doc and doc["kind"] == "GlobalNetworkSet":
+                    nets[doc["metadata"]["labels"]["netpolc.io/set"]] = doc["spec"].get("nets", [])
+                elif doc and doc["kind"] == "NetworkPolicy":
+                    policies.append(doc)
     for doc in policies:
-        counts["calico_policies"] += 1
-        ports = set()
+        term = terms.setdefault("a" + doc["metadata"]["name"][len("app"):], Term())
         for rule in doc["spec"].get("ingress", []):
-            counts["calico_rules"] += 1
+            term.calico_rules += 1
             source = rule.get("source", {})
-            counts["k8s_ipblock_peers"] += len(source.get("nets", []))
-            for name in re.findall(r"== '([^']+)'", source.get("selector", "")):
-                counts["k8s_ipblock_peers"] += nets.get(name, 0)
-            ports.update(str(p) for p in rule.get("destination", {}).get("ports", []))
-        counts["port_ranges_merged"] += len(ports)
-    return counts
+            term.calico += source.get("nets", [])
+            for name in re.findall(r"'([^']+)'", source.get("selector", "")):
+                term.calico += nets[name]
+            term.calico_ports.update(_range(p) for p in rule.get("destination", {}).get("ports", []))
+    return terms
 
 
-def check_summary(workload: dict, files: dict[str, bytes]) -> list[str]:
-    """Differences between the workload's summary and what netpolc compiled; empty when they agree."""
-    summary = workload["summary"]
-    got = read_counts(files)
-    problems = [f"{key}: workload says {summary[key]}, netpolc wrote {got[key]}"
-                for key in ("src_dst_pairs_v4", "src_dst_pairs_v6", "apps_with_v4_flow", "apps_with_v6_flow",
-                            "k8s_ipblock_peers", "port_ranges_merged") if got[key] != summary[key]]
-    if got["ferm_files"] != summary["apps"] or got["calico_policies"] != summary["apps"]:
-        problems.append(f"{summary['apps']} terms, but {got['ferm_files']} ferm files and "
-                        f"{got['calico_policies']} Calico NetworkPolicies")
-    return problems
+def _of(prefixes: list[str], family: int) -> IPSet:
+    return IPSet(p for p in prefixes if (":" in p) == (family == 6))
+
+
+def _cidrs(prefixes: list[str], family: int) -> int:
+    """How many prefixes one named set of the family is after merging (netaddr, not netpolc)."""
+    return len(_of(prefixes, family).iter_cidrs())
+
+
+def compare(workload: dict, files: dict[str, bytes]) -> tuple[dict[str, int], list[str]]:
+    """Counts of what netpolc wrote in the summary's terms, and each term where the addresses or
+    ports differ from the workload (empty when both tools read the same intent).
+
+    netpolc merges adjacent prefixes of a set (10.0.100.0/24 and 10.0.101.0/24 are written as
+    10.0.100.0/23), so prefixes are compared as address sets; the counts are also given for the
+    workload after the same merge, computed here with netaddr, to compare like with like."""
+    terms = read_terms(files)
+    clients = workload["clients"]
+    got = dict.fromkeys(("src_dst_pairs_v4", "src_dst_pairs_v6", "apps_with_v4_flow", "apps_with_v6_flow",
+                         "k8s_ipblock_peers", "port_ranges_merged", "merged_pairs_v4", "merged_pairs_v6",
+                         "merged_ipblock_peers", "calico_rules", "ferm_files", "calico_policies"), 0)
+    problems: list[str] = []
+    for app in workload["apps"]:
+        term = terms.get(app["term"])
+        if term is None:
+            problems.append(f"term {app['term']}: nothing written")
+            continue
+        sources = [p for c in app["sources"] for p in clients[c]]
+        servers = {6 if ":" in p else 4 for p in app["servers"]}
+        ports = {tuple(r) for svc in app["services"] for r in workload["services"][svc]["ports"]}
+        merged = IPSet(ports_as_set(ports))
+        got["ferm_files"] += 1
+        got["calico_policies"] += term.calico_rules > 0
+        got["calico_rules"] += term.calico_rules
+        if term.families != servers:
+            problems.append(f"term {app['term']}: host families {sorted(term.families)}, servers {sorted(servers)}")
+        for f in (4, 6):
+            want = _of(sources, f) if f in servers else IPSet()
+            have = _of(term.ferm[f], f) if f in term.families else IPSet()
+            if want != have:
+                problems.append(f"term {app['term']}: ferm IPv{f} sources {have} but the workload says {want}")
+            if f in term.families:
+                got[f"src_dst_pairs_v{f}"] += len(term.ferm[f])
+                got[f"apps_with_v{f}_flow"] += bool(term.ferm[f])
+            if f in servers:
+                got[f"merged_pairs_v{f}"] += sum(_cidrs(clients[c], f) for c in app["sources"])
+        if IPSet(term.calico) != IPSet(sources):
+            problems.append(f"term {app['term']}: Calico sources differ from the workload")
+        got["k8s_ipblock_peers"] += len(term.calico)
+        got["merged_ipblock_peers"] += sum(_cidrs(clients[c], f) for c in app["sources"] for f in (4, 6))
+        for name, have_ports in (("Calico", term.calico_ports), ("ferm", term.ferm_ports)):
+            if IPSet(ports_as_set(have_ports)) != merged:
+                problems.append(f"term {app['term']}: {name} ports {sorted(have_ports)}, workload {sorted(ports)}")
+        got["port_ranges_merged"] += len(term.calico_ports)
+    return got, problems
+
+
+def ports_as_set(ranges: Iterable[tuple[int, int]]) -> list[IPRange]:
+    """Port ranges as ranges of integers (IPv4 addresses stand in for port numbers): an IPSet
+    then says whether two lists cover the same ports, however they are split."""
+    return [IPRange(lo, hi) for lo, hi in ranges]
 
 
 def main() -> None:
