@@ -53,9 +53,10 @@ class Shape:
 
 
 # The sizes the benchmark runs (issue 7 names 1,000, 8,000 = 10 x 20 x 40 with 6 reflectors and
-# 200 apps, and 16,000), plus a tiny one for the smoke test.
+# 200 apps, and 16,000), plus tiny ones of one and two sites for the smoke test.
 SHAPES = {
     40: Shape(1, 4, 2, 5, reflectors=3, per_app=8),
+    80: Shape(2, 4, 2, 5, reflectors=3, per_app=8),
     1000: Shape(1, 5, 5, 40),
     8000: Shape(1, 10, 20, 40),
     16000: Shape(2, 10, 20, 40),
@@ -128,10 +129,10 @@ def _topology(shape: Shape, site: int, out: list[str]) -> _Site:
                         f"      subnet {v4}.{k}.0/24 {v6}:{k:x}::/64", f"      gateway {v4}.{k}.1 {v6}:{k:x}::1"]
             for n in range(shape.per_rack):
                 host = f"h{name}r{r}k{k}n{n}"
-                role = special.get((r, k, n), "worker")
+                role = special.get((r, k, n), f"worker-{name}")
                 a6 = f"{v6}:{k:x}::{10 + n:x}" if l3 else f"{v6}::{k:x}:{10 + n:x}"
                 out.append(f"      host {host} {v4}.{k}.{10 + n} {a6} roles {role}")
-                {"worker": info.workers, f"rr-s{site}": info.reflectors, f"cp-s{site}": info.control_plane,
+                {f"worker-{name}": info.workers, f"rr-s{site}": info.reflectors, f"cp-s{site}": info.control_plane,
                  f"etcd-s{site}": info.etcd}.get(role, []).append(host)
             out.append("    }")
         out.append("  }")
@@ -147,7 +148,7 @@ def _cluster(shape: Shape, site: _Site) -> str:
         f"  asn {64601 + i}",
         f"  pods 100.{64 + 4 * i}.0.0/14 2001:db8:ca{i:02x}::/56",
         f"  services 100.{96 + i}.0.0/16",
-        f"  nodes role worker, rr-{site.name}",
+        f"  nodes role worker-{site.name}, rr-{site.name}",
         f"  control-plane role cp-{site.name}",
         f"  etcd role etcd-{site.name}",
         f"  peer-with route-reflectors role rr-{site.name} cluster-id 244.0.0.{1 + i}",
@@ -167,15 +168,13 @@ role bastion {
   allow tcp 22 from network office
 }
 role prometheus {}
-role worker {
-  allow tcp 10250 from role {cps} description "kubelet"
-}
 """
 
 
 def _roles(sites: list[_Site]) -> str:
-    out = [ROLES.replace("{cps}", ", ".join(f"cp-{s.name}" for s in sites))]
+    out = [ROLES]
     for s in sites:
+        out.append(f"role worker-{s.name} {{ allow tcp 10250 from role cp-{s.name} description \"kubelet\" }}")
         out += [f"role rr-{s.name} {{ description \"route reflectors of site {s.name}\" }}",
                 f"role cp-{s.name} {{ allow tcp 6443 from site {s.name}, cluster k{s.name} }}",
                 f"role etcd-{s.name} {{ allow tcp 2379-2380 from role cp-{s.name}, etcd-{s.name} }}"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import TODAY, errors
 
 from compiler.project import compile_folder
@@ -23,19 +24,22 @@ import estate_gen  # noqa: E402
 import peer_workload  # noqa: E402
 
 
-def test_tiny_estate_compiles_with_its_goals_met(tmp_path: Path):
-    shape = estate_gen.SHAPES[40]
+@pytest.mark.parametrize("size", [40, 80])
+def test_tiny_estate_compiles_with_its_goals_met(tmp_path: Path, size: int):
+    shape = estate_gen.SHAPES[size]
     estate_gen.write(shape, tmp_path)
     result = compile_folder(tmp_path, TODAY)
     assert not errors(result.diagnostics), [d.message for d in result.diagnostics][:5]
     model = result.model
-    assert len(model.hosts) == 40 == shape.hosts
-    assert len([a for a in model.apps.values() if not a.default]) == shape.apps == 5
-    cluster = model.clusters["ks0"]
-    assert {"router", "row", "route-reflector"} <= set(cluster.survive)
-    reflectors = {r for p in cluster.peerings for r in p.reflectors}
-    assert len(reflectors) == shape.reflectors == 3
-    assert len({model.hosts[r].row for r in reflectors}) == 3  # one per row: a lost row keeps two
+    assert len(model.hosts) == size == shape.hosts
+    assert len([a for a in model.apps.values() if not a.default]) == shape.apps == size // 8
+    assert sorted(model.clusters) == [f"ks{i}" for i in range(shape.sites)]
+    for cluster in model.clusters.values():
+        assert {"router", "row", "route-reflector"} <= set(cluster.survive)
+        reflectors = {r for p in cluster.peerings for r in p.reflectors}
+        assert len(reflectors) == shape.reflectors == 3
+        assert len({model.hosts[r].row for r in reflectors}) == 3  # one per row: a lost row keeps two
+        assert len(cluster.nodes) > size // shape.sites // 2
     assert any(f.startswith("ferm/") for f in result.files) and any(f.startswith("calico/") for f in result.files)
 
 
