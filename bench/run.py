@@ -203,6 +203,7 @@ class Bench:
     def estate(self) -> None:
         rows, stage_rows, incr_rows = [], [], []
         e2e: dict[int, float] = {}
+        e2e_cpu: dict[int, float] = {}
         for hosts in self.args.estate_sizes:
             shape = estate_gen.shape_for(hosts)
             shutil.rmtree(self.work / f"estate-{hosts}", ignore_errors=True)
@@ -236,17 +237,21 @@ class Bench:
                     raise SystemExit((self.work / f"e{hosts}-k{i}.log").read_text()[-3000:])
                 checks.append(r)
             compile_s = median([r["wall_s"] for r in compiles])
+            compile_cpu = median([r["user_s"] + r["sys_s"] for r in compiles])
             check_s = median([r["wall_s"] for r in checks])
             e2e[hosts] = compile_s
+            e2e_cpu[hosts] = compile_cpu
             rows.append([f"{hosts:,}", shape.describe(), f"{stages['source_bytes'] / 1e3:.0f}",
                          f"{stages['files']:,}", f"{stages['bytes'] / 1e6:.1f}", f"{compile_s:.2f}",
+                         f"{compile_cpu:.2f}",
                          f"{max(r['peak_rss_mb'] for r in compiles):.0f}", f"{check_s:.2f}",
+                         f"{median([r['user_s'] + r['sys_s'] for r in checks]):.2f}",
                          f"{max(r['peak_rss_mb'] for r in checks):.0f}"])
             incr_rows.append([f"{hosts:,}"] + self.incremental(from_rb, policy, real_out, hosts))
         self.emit("Estate workload: end to end (`python -m compiler compile` / `check`, fresh child, "
                   f"median of {self.args.repeat_estate}; stub `dot`)",
-                  table(["hosts", "shape", "source kB", "files", "MB out", "compile s", "compile peak MiB",
-                         "check (unchanged) s", "check peak MiB"], rows))
+                  table(["hosts", "shape", "source kB", "files", "MB out", "compile wall s", "compile CPU s",
+                         "compile peak MiB", "check (unchanged) wall s", "check CPU s", "check peak MiB"], rows))
         self.emit("Estate workload: stages in one child (seconds; stub `dot`, its real time apart)",
                   table(["hosts", "parse", "resolve", "peering", "redundancy", "hostfw+lockout", "estate.json",
                          "bgp", "bgp_report", "calico", "ferm", "write", "total", "floor (bytes only)",
@@ -259,18 +264,19 @@ class Bench:
                   table(["hosts", "files in out/", "rewritten (inode or mtime changed)", "content changed",
                          "recompile s"], incr_rows))
         if 8000 in e2e:
-            rss = [r for r in rows if r[0] == "8,000"][0][6]
+            rss = [r for r in rows if r[0] == "8,000"][0][7]
             self.targets.append(["estate 8,000 hosts: compile incl. redundancy < 10 s, < 1 GiB",
-                                 f"{e2e[8000]:.2f} s, {rss} MiB (stub dot)",
+                                 f"{e2e[8000]:.2f} s wall ({e2e_cpu[8000]:.2f} s CPU), {rss} MiB (stub dot)",
                                  "met" if e2e[8000] < 10 and float(rss) < 1024 else "not met"])
         if 8000 in e2e and 16000 in e2e:
             ratio = e2e[16000] / e2e[8000]
-            self.targets.append(["estate 16,000 <= 2.2 x 8,000", f"{ratio:.2f} x",
+            self.targets.append(["estate 16,000 <= 2.2 x 8,000",
+                                 f"{ratio:.2f} x wall, {e2e_cpu[16000] / e2e_cpu[8000]:.2f} x CPU",
                                  "met" if ratio <= 2.2 else "not met"])
         if rows:
-            worst = max(float(r[7]) / float(r[5]) for r in rows)
+            worst = max(float(r[9]) / float(r[6]) for r in rows)  # CPU: the machine is shared
             self.targets.append(["`check` on an unchanged estate no slower than `compile`",
-                                 f"check / compile up to {worst:.2f}", "met" if worst <= 1.05 else "not met"])
+                                 f"check / compile CPU time up to {worst:.2f}", "met" if worst <= 1.05 else "not met"])
             rewrites = [(int(r[2]), int(r[3])) for r in incr_rows]
             self.targets.append(["one-line change rewrites only the files that change",
                                  ", ".join(f"{a} rewritten / {b} changed" for a, b in rewrites),
@@ -357,6 +363,7 @@ def main() -> None:
     ap.add_argument("--repeat-estate", type=int, default=3, help="runs of compile and check per estate size")
     ap.add_argument("--dot-timeout", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--results", type=Path, default=BENCH / "RESULTS.md", help="where --write writes")
     ap.add_argument("--keep", type=Path, help="keep workloads and outputs in this folder")
     args = ap.parse_args()
     if args.quick:
@@ -379,8 +386,8 @@ def main() -> None:
         header = "# Benchmark results\n\n" + bench.machine() + "\n"
         print("\n" + header)
         if args.write:
-            (BENCH / "RESULTS.md").write_text(header + "\n" + "\n".join(bench.sections))
-            print(f"wrote {BENCH / 'RESULTS.md'}")
+            args.results.write_text(header + "\n" + "\n".join(bench.sections))
+            print(f"wrote {args.results}")
 
 
 if __name__ == "__main__":
