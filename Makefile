@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps compile check lint test clean
+.PHONY: setup system-deps compile check lint test clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps lint check
 	$(PY) -m pytest -q
+
+# The benchmark suite of issue 7 (bench/README.md): tables on stdout and bench/RESULTS.md.
+bench: $(STAMP) system-deps
+	$(PY) bench/run.py --write
+
+bench-quick: $(STAMP) system-deps
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

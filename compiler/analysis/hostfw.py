@@ -18,12 +18,13 @@ the rule's `in cluster`, when it says one); `all apps` likewise for every app.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netaddr import IPAddress, IPNetwork, IPSet
+from netaddr import IPAddress, IPNetwork
 
 from .. import model as m
 from ..diagnostics import Span
@@ -65,13 +66,9 @@ class Admit:
     bgp: bool = False
 
     @functools.cached_property
-    def _sets(self) -> dict[int, IPSet | tuple[IPNetwork, ...]]:
-        """Per family: a few networks as they are (quicker to test), many as an IPSet."""
-        out: dict[int, IPSet | tuple[IPNetwork, ...]] = {}
-        for f in (4, 6):
-            nets = tuple(c for s in self.sources or () for c in s.of(f))
-            out[f] = nets if len(nets) <= 16 else IPSet(nets)
-        return out
+    def _index(self) -> dict[int, _Index]:
+        """Per family, the sources as an index: a lookup is a hash and a bisection, not a scan."""
+        return {f: _Index.of(c for s in self.sources or () for c in s.of(f)) for f in (4, 6)}
 
     def admits(self, address: IPAddress, protocol: str, port: int | None = None) -> bool:
         """Whether a packet from `address` of `protocol` (to `port`) matches this admit."""
@@ -79,10 +76,40 @@ class Admit:
             return False
         if self.sources is None:
             return True
-        found = self._sets[address.version]
-        if isinstance(found, IPSet):
-            return address in found
-        return any(address in n for n in found)
+        return self._index[address.version].holds(int(address))
+
+
+@dataclass(frozen=True)
+class _Index:
+    """A set of networks of one family, for membership tests: single addresses in a hash set,
+    wider networks as sorted, merged [first, last] ranges (an IPSet lookup costs ~50 times more)."""
+
+    single: frozenset[int]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    @classmethod
+    def of(cls, nets: Iterable[IPNetwork]) -> _Index:
+        single: set[int] = set()
+        ranges: list[list[int]] = []
+        for n in nets:
+            if n.first == n.last:
+                single.add(n.first)
+            else:
+                ranges.append([n.first, n.last])
+        merged: list[list[int]] = []
+        for first, last in sorted(ranges):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        return cls(frozenset(single), tuple(r[0] for r in merged), tuple(r[1] for r in merged))
+
+    def holds(self, value: int) -> bool:
+        if value in self.single:
+            return True
+        i = bisect.bisect_right(self.starts, value) - 1
+        return i >= 0 and value <= self.ends[i]
 
 
 def _port_matches(p: m.PortMatch, family: int, protocol: str, port: int | None) -> bool:
@@ -132,6 +159,7 @@ class _Builder:
         self.sources: dict[int, tuple[AddressSet, ...] | None] = {}
         self.admit_cache: dict[tuple[int, ...], Admit] = {}
         self.sessions = sessions_by_speaker(graph)
+        self.bgp_cache: dict[tuple[object, ...], tuple[Admit, ...]] = {}
 
     def flow_sources(self, i: int) -> tuple[AddressSet, ...] | None:
         if i not in self.sources:
@@ -197,12 +225,20 @@ class _Builder:
         speaker = self.graph.speakers.get(host.name)
         if speaker is None or speaker.kind not in ("node", "reflector"):
             return (), None
+        ends = tuple((s.span, s.cluster, s.kind) + ((s.b, s.b_ip) if s.a == host.name else (s.a, s.a_ip))
+                     for s in self.sessions.get(host.name, ()))
+        # the nodes of a rack (or of a cluster, with reflectors) have the same peers: one build each
+        key = tuple((span, cluster, kind, peer, ip.version, int(ip)) for span, cluster, kind, peer, ip in ends)
+        if key not in self.bgp_cache:
+            self.bgp_cache[key] = self._bgp_admits(ends)
+        return self.bgp_cache[key], speaker.cluster
+
+    def _bgp_admits(self, ends: Iterable[tuple[Span, str | None, str, str, IPAddress]]) -> tuple[Admit, ...]:
         by_span: dict[tuple[Span, str | None], dict[str, set[IPNetwork]]] = defaultdict(lambda: defaultdict(set))
         kinds: dict[tuple[Span, str | None], set[str]] = defaultdict(set)
-        for s in self.sessions.get(host.name, ()):
-            peer, ip = (s.b, s.b_ip) if s.a == host.name else (s.a, s.a_ip)
-            by_span[(s.span, s.cluster)][peer].add(IPNetwork(ip))
-            kinds[(s.span, s.cluster)].add(s.kind)
+        for span, cluster, kind, peer, ip in ends:
+            by_span[(span, cluster)][peer].add(IPNetwork(ip))
+            kinds[(span, cluster)].add(kind)
         out = []
         port = (m.PortMatch("tcp", BGP_PORT, BGP_PORT),)
         for (span, cluster), peers in sorted(by_span.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
@@ -211,7 +247,7 @@ class _Builder:
             text = (f"BGP from its peers ({', '.join(sorted(kinds[(span, cluster)]))}): "
                     f"{', '.join(sorted(peers))}")
             out.append(Admit(sets, port, span, f"cluster {cluster}", text, bgp=True))
-        return tuple(out), speaker.cluster
+        return tuple(out)
 
 
 def sessions_by_speaker(graph: PeeringGraph) -> dict[str, list[Session]]:

@@ -340,9 +340,12 @@ class _Core:
         self.members: dict[str, list[str]] = defaultdict(list)
         self.class_of: dict[str, str] = {}
         self.class_ups: dict[str, set[tuple[int, str, str]]] = {}
+        cluster_of: dict[str, str] = {}  # the first cluster that has the host as a node or reflector
+        for c in reversed(clusters):
+            cluster_of.update((n, c.name) for n in (*c.nodes, *(r for p in c.peerings for r in p.reflectors)))
         for n in nodes:
             host = model.hosts[n]
-            cluster = next(c.name for c in clusters if n in c.nodes or any(n in p.reflectors for p in c.peerings))
+            cluster = cluster_of[n]
             key = n if n in reflectors else f"{cluster}|{host.rack}|{sorted(ups[n])}"
             self.members[key].append(n)
             self.class_of[n] = key

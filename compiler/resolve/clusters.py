@@ -117,7 +117,7 @@ def _hosts(peers: tuple[s.Peer, ...], where: str, site: str | None, owner: str, 
         if ep.kind == "host":
             found = {ep.name}
         elif ep.kind == "role":
-            found = {h.name for h in topo.hosts.values() if ep.name in h.roles}
+            found = set(endpoints.role_hosts.get(ep.name, ()))
         elif ep.kind == "rack":
             found = set(topo.racks[ep.name].hosts)
         else:

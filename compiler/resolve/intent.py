@@ -92,7 +92,7 @@ class Intent:
     def _role(self, node: s.Role) -> None:
         name = node.name.value
         hosts = tuple(sorted(self.topo.hosts)) if node.default else \
-            tuple(sorted(h.name for h in self.topo.hosts.values() if name in h.roles))
+            tuple(sorted(self.endpoints.role_hosts.get(name, ())))  # not a scan of every host per role
         target = self._hosts_endpoint(node, hosts)
         rules: list[m.Rule] = []
         for rule in node.rules:
