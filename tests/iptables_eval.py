@@ -50,6 +50,7 @@ ICMPV6_NAMES = {
 }
 STATES = {"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"}
 BUILTIN_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN"}
+_ADDRESS_KINDS = ("source", "destination", "interface", "state")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Table:
     def __init__(self, text: str, family: int):
         self.family = family
         self.chains: dict[str, Chain] = {}
+        self._cache: dict[tuple, list[Rule]] = {}
         self._read(text)
         for chain in self.chains.values():
             for rule in chain.rules:
@@ -154,11 +156,20 @@ class Table:
     def accepts(self, packet: Packet) -> bool:
         return self.verdict(packet)[0]
 
+    def _candidates(self, name: str, packet: Packet) -> list[Rule]:
+        """The chain's rules whose address, interface and state tests pass: they depend on none of
+        the packet's protocol fields, so many probes from one source share the list."""
+        key = (name, packet.source, packet.destination, packet.interface, packet.state)
+        if key not in self._cache:
+            self._cache[key] = [r for r in self.chains[name].rules
+                                if all(_matches(m, packet) for m in r.matches if m.kind in _ADDRESS_KINDS)]
+        return self._cache[key]
+
     def _run(self, name: str, packet: Packet, depth: int) -> tuple[bool, str] | None:
         """The decision of a chain, or None when it falls off its end or RETURNs."""
         if depth > 50:
             raise IptablesError("chains jump too deep (a loop?)")
-        for rule in self.chains[name].rules:
+        for rule in self._candidates(name, packet):
             if not all(_matches(m, packet) for m in rule.matches):
                 continue
             if rule.target in ("ACCEPT", "DROP", "REJECT"):

@@ -79,30 +79,38 @@ class Peers:
         self.apps = apps  # the cluster's own apps
         self.sets: dict[str, tuple[tuple[str, str], list[str]]] = {}  # name -> ((kind, name), nets)
 
-    def specs(self, peer: m.Endpoint) -> list[dict]:
-        """The source or destination selections of one peer; `all-apps` stands for each app."""
+    def specs(self, peer: m.Endpoint, only: tuple[str, ...] = ()) -> list[dict]:
+        """The source or destination selections of one peer; `all-apps` stands for each app. `only`:
+        an app's pods in these clusters only (the statement's `in cluster`, when the peer is its owner)."""
         if peer.kind == "any":
             return [{}]
         if peer.kind == "all-apps":
-            return [s for name in peer.apps for s in self.specs(m.Endpoint("app", name, (), (name,), peer.span))]
+            return [s for name in peer.apps
+                    for s in self.specs(m.Endpoint("app", name, (), (name,), peer.span), only)]
         if peer.kind == "app":
-            return self._app_specs(peer)
+            return self._app_specs(peer, only)
         name = self._set(peer.kind, peer.name, _nets(peer.cidrs))
         return [{"selector": Quoted(f"{SET_LABEL} == '{name}'"), "namespaceSelector": Quoted("global()")}]
 
-    def _app_specs(self, peer: m.Endpoint) -> list[dict]:
+    def _app_specs(self, peer: m.Endpoint, only: tuple[str, ...] = ()) -> list[dict]:
         """An app's pods here by label; its pods in other clusters (routed, unlabelled from here) by
         those clusters' pod ranges in set `app-<name>`. Each end polices its own pods by label, so
-        a connection between clusters is exact although each end alone admits the whole range."""
+        a connection between clusters is exact although each end alone admits the whole range.
+        With `only`, the pods in those clusters alone: set `pods-<name>-<clusters>` when that is
+        fewer clusters than the app runs in elsewhere."""
         out: list[dict] = []
-        if peer.name in self.apps:
+        if peer.name in self.apps and (not only or self.cluster in only):
             app = self.apps[peer.name]
             out.append({"selector": Quoted(f"app == '{app.name}'"),
                         "namespaceSelector": Quoted(f"{NAMESPACE_LABEL} == '{app.namespace or app.name}'")})
-        elsewhere = [c for c in self.model.apps[peer.name].clusters if c != self.cluster]
+        everywhere = [c for c in self.model.apps[peer.name].clusters if c != self.cluster]
+        elsewhere = [c for c in everywhere if not only or c in only]
         if elsewhere:
-            cidrs = (n for c in elsewhere for n in self.model.clusters[c].pod_cidrs)
-            name = self._set("app", peer.name, _nets(cidrs))
+            cidrs = _nets(n for c in elsewhere for n in self.model.clusters[c].pod_cidrs)
+            if elsewhere == everywhere:
+                name = self._set("app", peer.name, cidrs)
+            else:
+                name = self._set("pods", f"{peer.name}-{'-'.join(elsewhere)}", cidrs)
             out.append({"selector": Quoted(f"{SET_LABEL} == '{name}'"), "namespaceSelector": Quoted("global()")})
         return out
 
