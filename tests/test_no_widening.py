@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -140,11 +141,14 @@ def check_ferm(e: g.Estate, files: dict[str, bytes]) -> list[str]:
     for name in sorted(written & expected):
         host = e.hosts[name]
         tables = dict(zip((4, 6), ferm_tables(_strip_comments(files[f"ferm/{name}.conf"])), strict=True))
+        admitted: dict[int, ie.Packet] = {}  # per family, a packet the file accepts: then INVALID must not pass
         for source in addresses:
             table = tables[source.version]
             for p in packets[source.version]:
                 packet = ie.Packet(source, p.protocol, p.port, p.icmp_type, p.icmp_code)
                 got, why = table.verdict(packet)
+                if got and p.protocol in g.PORT_PROTOCOLS:
+                    admitted.setdefault(source.version, packet)
                 want = e.ferm_admits(host, source, p)
                 if got != want:
                     problems.append(f"ferm {name}: {source} {p.protocol} {p.port or (p.icmp_type, p.icmp_code)}: "
@@ -155,7 +159,7 @@ def check_ferm(e: g.Estate, files: dict[str, bytes]) -> list[str]:
                 problems.append(f"ferm {name}: established replies are dropped (IPv{family})")
             if not tables[family].accepts(ie.Packet(outside, "tcp", 9999, interface="lo")):
                 problems.append(f"ferm {name}: loopback is dropped (IPv{family})")
-            if tables[family].accepts(ie.Packet(outside, "tcp", 9999, state="INVALID")):
+            if family in admitted and tables[family].accepts(replace(admitted[family], state="INVALID")):
                 problems.append(f"ferm {name}: an invalid packet is accepted (IPv{family})")
     return problems
 
@@ -294,3 +298,102 @@ def test_in_cluster_limits_the_owner_at_both_ends():
     assert c1.end_allows(pods1["src"], "Egress", dst1, port) and not c1.end_allows(pods1["src"], "Egress", dst2, port)
     assert c2.end_allows(pods2["src"], "Egress", dst1, port)  # was missing
     assert not c2.end_allows(pods2["src"], "Egress", dst2, port)
+
+
+# ====================================================================== the checks can fail
+# A small estate, written out with its record by hand, and faults seeded into its emitted text
+# (not into the compiler): each must be reported, as a widening or as a missing rule.
+SEED = """\
+site s1 {
+  router cr1 loopback 208.80.154.196 2620:0:861:ffff::1 asn 14907
+  row r1 {
+    switch asw-r1
+    subnet 10.1.0.0/24 2620:0:861:1::/64
+    gateway 10.1.0.1 2620:0:861:1::1
+    rack k1 {
+      host h1 10.1.0.11 2620:0:861:1::b roles web
+      host h2 10.1.0.12 roles worker1
+    }
+  }
+}
+cluster c1 {
+  site s1
+  asn 64601
+  pods 10.101.0.0/22
+  nodes role worker1
+  peer-with routers
+}
+role web {
+  allow tcp 8080 from host h2
+}
+role worker1 {
+}
+app a1 {
+  clusters c1
+  namespace a1
+  listen tcp 9000-9010
+  connect udp 5000 to 10.2.0.0/16
+  allow from role web
+}
+"""
+
+
+def seed_estate() -> g.Estate:
+    e = g.Estate(text=SEED)
+    ip = ipaddress.ip_address
+    e.hosts = {"h1": g.Host("h1", (ip("10.1.0.11"), ip("2620:0:861:1::b")), ("web",)),
+               "h2": g.Host("h2", (ip("10.1.0.12"),), ("worker1",))}
+    e.subnets = [g.net("10.1.0.0/24"), g.net("2620:0:861:1::/64")]
+    e.gateways = [ip("10.1.0.1"), ip("2620:0:861:1::1")]
+    e.clusters = {"c1": g.Cluster("c1", (g.net("10.101.0.0/22"),), (), "worker1")}
+    e.roles = {"web": {"firewall": True, "ssh": False}, "worker1": {"firewall": True, "ssh": False}}
+    e.apps = {"a1": g.App("a1", ("c1",), "a1", (g.Port("tcp", 9000, 9010),))}
+    e.statements = [
+        g.Statement("role", "web", False, "allow", (g.Port("tcp", 8080, 8080),), "", (g.Peer("host", "h2"),)),
+        g.Statement("app", "a1", False, "connect", (g.Port("udp", 5000, 5000),), "", (g.Peer("cidr", "10.2.0.0/16"),)),
+        g.Statement("app", "a1", False, "allow", None, "", (g.Peer("role", "web"),)),
+    ]
+    return e
+
+
+# (file, text, replacement, what the checks must report: "widening", "missing" or "both")
+SEEDED_FAULTS = [
+    ("ferm/h1.conf", " saddr 10.1.0.12 ACCEPT", " ACCEPT", "widening"),  # a source dropped
+    ("ferm/h1.conf", "dport 8080 ", "dport 8080:8081 ", "widening"),  # a range one too long
+    ("ferm/h1.conf", "proto tcp dport 8080", "proto udp dport 8080", "both"),  # the protocol
+    ("ferm/h1.conf", "    interface lo ACCEPT;\n", "    interface lo ACCEPT;\n    proto sctp ACCEPT;\n", "widening"),
+    ("ferm/h1.conf", "    proto icmp ACCEPT;\n", "", "missing"),  # a built-in lost
+    ("ferm/h1.conf", "    policy DROP;\n", "    policy ACCEPT;\n", "widening"),
+    ("ferm/h1.conf", "    mod state state INVALID DROP;\n", "", "widening"),  # invalid packets accepted
+    ("ferm/h2.conf", "    proto tcp dport 179 saddr 208.80.154.196 ACCEPT;\n", "", "missing"),  # BGP lost
+    ("calico/c1/a1.yaml", '"9000:9010"', '"9000:9011"', "widening"),
+    ("calico/c1/a1.yaml", "protocol: UDP", "protocol: TCP", "both"),
+    ("calico/c1/globalnetworksets.yaml", "  - 10.2.0.0/16\n", "  - 10.0.0.0/8\n", "widening"),
+    ("calico/c1/globalnetworksets.yaml", "  - 10.1.0.11/32\n", "", "missing"),  # h1 out of role web's set
+    ("calico/c1/globalnetworkpolicies.yaml", "      code: 4\n", "", "widening"),  # every type 3 code
+]
+
+
+@pytest.fixture(scope="module")
+def seed_files() -> dict[str, bytes]:
+    return compile_estate(seed_estate())
+
+
+def test_the_seed_estate_is_exact(seed_files):
+    e = seed_estate()
+    assert check_calico(e, seed_files) + check_ferm(e, seed_files) == []
+
+
+@pytest.mark.skipif(FERM is None and not os.environ.get("CI"), reason="ferm is not installed (`make system-deps`)")
+@pytest.mark.parametrize(("path", "old", "new", "kind"), SEEDED_FAULTS,
+                         ids=[f"{i}-{p.split('/')[-1]}" for i, (p, *_) in enumerate(SEEDED_FAULTS)])
+def test_the_checks_notice_seeded_faults(seed_files, path, old, new, kind):
+    files = dict(seed_files)
+    text = files[path].decode()
+    assert old in text, f"the seed no longer applies to {path}: {old!r}"
+    files[path] = text.replace(old, new, 1).encode()
+    problems = check_calico(seed_estate(), files) + check_ferm(seed_estate(), files)
+    widened = any(re.search(r": allowed\b.*declared False|accepted", p) for p in problems)
+    missing = any(re.search(r": denied\b.*declared True|dropped", p) for p in problems)
+    assert (widened, missing) == {"widening": (True, False), "missing": (False, True), "both": (True, True)}[kind], \
+        problems[:5]
