@@ -153,6 +153,18 @@ class Host:
 
 
 @dataclass
+class Rack:
+    """One rack, alone in its row (`rack s1/k<N>` in `row s1/r<N>`)."""
+
+    name: str
+    row: str
+    l3: bool
+    subnets: tuple[IPNet, ...]
+    gateways: tuple[IPAddress, ...]
+    hosts: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Cluster:
     name: str
     pods: tuple[IPNet, ...]
@@ -196,6 +208,8 @@ class Estate:
     networks: dict[str, AddrSet] = field(default_factory=dict)
     statements: list[Statement] = field(default_factory=list)
     router_count: int = 1
+    racks: dict[str, Rack] = field(default_factory=dict)
+    tor_clusters: set[str] = field(default_factory=set)  # clusters that say `peer-with tor`
     _internet: dict = field(default_factory=dict)
     _flows: list | None = None
     _grants: dict = field(default_factory=dict)
@@ -244,7 +258,17 @@ class Estate:
             return AddrSet(self.pod_ranges(self.apps[peer.name].clusters))
         if peer.kind == "network":
             return self.networks[peer.name]
-        raise AssertionError(peer)
+        if peer.kind == "router":
+            return AddrSet(tuple(net(a) for name, v4, v6 in ROUTERS if name == peer.name for a in (v4, v6)))
+        if peer.kind == "site":  # its rows' and racks' subnets and its routers' loopbacks
+            loopbacks = (net(a) for _, v4, v6 in ROUTERS[:self.router_count] for a in (v4, v6))
+            return AddrSet((*self.subnets, *loopbacks))
+        rack = next(r for r in self.racks.values() if peer.name in (f"s1/{r.name}", f"s1/{r.row}", f"lsw-{r.row}"))
+        if peer.kind == "switch":  # an L3 rack's ToR: the rack's gateways
+            return AddrSet(tuple(ipaddress.ip_network(a) for a in rack.gateways))
+        if peer.kind == "row" or rack.l3:  # a row's subnets (its one rack's); an L3 rack's subnets
+            return AddrSet(rack.subnets)
+        return AddrSet(self.host_nets([self.hosts[h] for h in rack.hosts]))  # an L2 rack: its hosts
 
     # ------------------------------------------------------------------ flows
     def flows(self) -> list[Flow]:
@@ -310,11 +334,14 @@ class Estate:
         out = [(self.end_addresses(src), f.ports) for f in self.flows()
                if any(self.names_host(d, host) for d in f.destinations) for src in f.sources]
         node_of = [c for c in self.clusters.values() if c.node_role in host.roles]
-        if node_of:  # peer-with routers: BGP from their loopbacks, in each family the node has
+        if node_of:  # BGP from its peers (routers' loopbacks, or its rack's ToR), per family the node has
             families = {a.version for a in host.addresses}
-            loopbacks = tuple(net(a) for _, v4, v6 in ROUTERS[:self.router_count] for a in (v4, v6)
-                              if net(a).version in families)
-            out.append((AddrSet(loopbacks), (Port("tcp", 179, 179),)))
+            if node_of[0].name in self.tor_clusters:
+                rack = next(r for r in self.racks.values() if host.name in r.hosts)
+                peers = [ipaddress.ip_network(a) for a in rack.gateways]
+            else:
+                peers = [net(a) for _, v4, v6 in ROUTERS[:self.router_count] for a in (v4, v6)]
+            out.append((AddrSet(tuple(p for p in peers if p.version in families)), (Port("tcp", 179, 179),)))
         return out
 
     def ferm_admits(self, host: Host, source: IPAddress, packet: Probe) -> bool:
@@ -440,6 +467,9 @@ def estates(draw) -> Estate:  # noqa: C901 - one recipe, read top to bottom
         lines.append(f"  row r{r} {{")
         if not l3:
             lines += [f"    switch asw-r{r}", f"    {subnet}", f"    {gateway}"]
+        rack = Rack(f"k{r}", f"r{r}", l3, tuple([sub4] + ([sub6] if dual else [])),
+                    tuple([sub4[1]] + ([sub6[1]] if dual else [])))
+        e.racks[rack.name] = rack
         lines.append(f"    rack k{r} {{")
         if l3:
             lines += [f"      switch lsw-r{r} asn {64800 + r}", f"      {subnet}", f"      {gateway}"]
@@ -455,6 +485,7 @@ def estates(draw) -> Estate:  # noqa: C901 - one recipe, read top to bottom
             if extra:
                 roles.append(extra)
             e.hosts[name] = Host(name, tuple(addresses), tuple(roles))
+            rack.hosts.append(name)
             role_text = f" roles {', '.join(roles)}" if roles else ""
             lines.append(f"      host {name} {' '.join(map(str, addresses))}{role_text}")
         lines += ["    }", "  }"]
@@ -468,9 +499,11 @@ def estates(draw) -> Estate:  # noqa: C901 - one recipe, read top to bottom
         e.subnets.append(sub4)
         e.gateways.append(sub4[1])
         lines[-1:-1] = ["    switch asw-rx", f"    subnet {sub4}", f"    gateway {sub4[1]}", "    rack kx {"]
+        e.racks["kx"] = Rack("kx", "rx", False, (sub4,), (sub4[1],))
         for i, role in enumerate(missing):
             h = Host(f"x{i + 1}", (sub4[20 + i],), (role,))
             e.hosts[h.name] = h
+            e.racks["kx"].hosts.append(h.name)
             lines.insert(-1, f"      host {h.name} {h.addresses[0]} roles {role}")
         lines[-1:-1] = ["    }", "  }"]
 
@@ -487,7 +520,13 @@ def estates(draw) -> Estate:  # noqa: C901 - one recipe, read top to bottom
                   "  pods " + " ".join(map(str, pods))]
         if services:
             lines.append("  services " + " ".join(map(str, services)))
-        lines += [f"  nodes role {c.node_role}", "  peer-with routers", "}"]
+        racks = {r.name for r in e.racks.values() for h in nodes if h.name in r.hosts}
+        in_l3 = all(e.racks[r].l3 for r in racks) and len(racks) > 1  # one rack alone is R104
+        if in_l3 and draw(st.booleans()):
+            e.tor_clusters.add(c.name)
+            lines += [f"  nodes role {c.node_role}", "  peer-with tor", "  single-uplink max-share 100%", "}"]
+        else:
+            lines += [f"  nodes role {c.node_role}", "  peer-with routers", "}"]
 
     # ---- apps (their names and listen first: statements need them)
     cluster_names = sorted(e.clusters)
@@ -572,8 +611,18 @@ def port_items(narrow: bool = False) -> st.SearchStrategy[Port]:
 def network_members(e: Estate) -> st.SearchStrategy[Peer]:
     options = [Peer("host", h) for h in sorted(e.hosts)] + [Peer("role", r) for r in PLAIN_ROLES]
     options += [Peer("cidr", c) for c in ("10.1.0.0/25", "10.2.0.0/16", *PUBLIC_CIDRS)]
-    options += [Peer("cluster", c) for c in sorted(e.clusters)] + [Peer("internet")]
+    options += [Peer("cluster", c) for c in sorted(e.clusters)] + [Peer("internet")] + topology_peers(e)
     return st.sampled_from(options)
+
+
+def topology_peers(e: Estate) -> list[Peer]:
+    """Routers, the site, every row and rack, and the ToR switches of L3 racks."""
+    out = [Peer("router", name) for name, _, _ in ROUTERS[:e.router_count]] + [Peer("site", "s1")]
+    for r in e.racks.values():
+        out += [Peer("rack", f"s1/{r.name}"), Peer("row", f"s1/{r.row}")]
+        if r.l3:
+            out.append(Peer("switch", f"lsw-{r.row}"))
+    return out
 
 
 @st.composite
@@ -585,6 +634,7 @@ def statements(draw, e: Estate, owner_kind: str, owner: str, default: bool,
     peer_options += [Peer("host", h) for h in sorted(e.hosts)] + [Peer("network", n) for n in sorted(e.networks)]
     peer_options += [Peer("cidr", c) for c in ("10.1.0.0/25", "10.2.0.0/16", *PUBLIC_CIDRS)]
     peer_options += [Peer("cluster", c) for c in sorted(e.clusters)] + [Peer("internet"), Peer("any")]
+    peer_options += topology_peers(e)
     peers = tuple(draw(st.lists(st.sampled_from(peer_options), min_size=1, max_size=3, unique=True)))
     # the ports: written, a service, or (where the language allows it) the listen default
     listen_ok = owner_kind == "app" and (
