@@ -495,16 +495,17 @@ def estates(draw) -> Estate:  # noqa: C901 - one recipe, read top to bottom
     missing = [r for r in needed if not e.hosts_with(r)]
     if missing:
         lines.insert(-1, "  row rx {")
-        sub4 = net("10.9.0.0/24")
-        e.subnets.append(sub4)
-        e.gateways.append(sub4[1])
-        lines[-1:-1] = ["    switch asw-rx", f"    subnet {sub4}", f"    gateway {sub4[1]}", "    rack kx {"]
-        e.racks["kx"] = Rack("kx", "rx", False, (sub4,), (sub4[1],))
+        sub4, sub6 = net("10.9.0.0/24"), net("2620:0:861:9::/64")
+        e.subnets += [sub4, sub6]
+        e.gateways += [sub4[1], sub6[1]]
+        lines[-1:-1] = ["    switch asw-rx", f"    subnet {sub4} {sub6}", f"    gateway {sub4[1]} {sub6[1]}",
+                        "    rack kx {"]
+        e.racks["kx"] = Rack("kx", "rx", False, (sub4, sub6), (sub4[1], sub6[1]))
         for i, role in enumerate(missing):
-            h = Host(f"x{i + 1}", (sub4[20 + i],), (role,))
+            h = Host(f"x{i + 1}", (sub4[20 + i], sub6[20 + i]), (role,))
             e.hosts[h.name] = h
             e.racks["kx"].hosts.append(h.name)
-            lines.insert(-1, f"      host {h.name} {h.addresses[0]} roles {role}")
+            lines.insert(-1, f"      host {h.name} {' '.join(map(str, h.addresses))} roles {role}")
         lines[-1:-1] = ["    }", "  }"]
 
     # ---- clusters

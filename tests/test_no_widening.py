@@ -81,8 +81,10 @@ def app_index(e: g.Estate, app: str) -> int:
 
 
 def probe_addresses(e: g.Estate) -> list[ipaddress._BaseAddress]:
-    """Every address a probe comes from or goes to, but the labelled pods (see calico_ends)."""
+    """Every address a probe comes from or goes to (check_calico labels the app pods' addresses of
+    the cluster it checks; in the other clusters they stay bare addresses)."""
     out = [a for h in e.hosts.values() for a in h.addresses] + list(e.gateways)
+    out += [n[200] for n in e.subnets]  # in a subnet (a row, a rack, the site) but no host's
     out += [ipaddress.ip_address(a) for _, v4, v6 in g.ROUTERS for a in (v4, v6)]
     for c in e.clusters.values():
         for n in (*c.pods, *c.services):
