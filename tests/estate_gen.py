@@ -540,15 +540,16 @@ def estates(draw) -> Estate:  # noqa: C901 - one recipe, read top to bottom
     # ---- networks and services
     for i in range(1, draw(st.integers(0, 2)) + 1):
         members = draw(st.lists(network_members(e), min_size=1, max_size=3, unique=True))
-        excepted = draw(st.lists(st.sampled_from(sorted(e.hosts)), max_size=1))
+        excepted = draw(st.lists(network_members(e).filter(lambda p: p.kind != "internet"), max_size=2,
+                                 unique=True))
         union = AddrSet()
         for p in members:
             union = union | e.addresses(p)
-        minus = e.host_nets([e.hosts[h] for h in excepted])
+        minus = tuple(n for p in excepted for n in e.addresses(p).nets)
         e.networks[f"n{i}"] = AddrSet(union.nets, union.anywhere, union.internet, minus)
         text = f"network n{i} = " + ", ".join(p.text() for p in members)
         if excepted:
-            text += " except " + ", ".join(f"host {h}" for h in excepted)
+            text += " except " + ", ".join(p.text() for p in excepted)
         lines.append(text)
     services: dict[str, tuple[Port, ...]] = {}
     for i in range(1, draw(st.integers(0, 2)) + 1):
