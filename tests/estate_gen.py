@@ -209,7 +209,7 @@ class Estate:
     statements: list[Statement] = field(default_factory=list)
     router_count: int = 1
     racks: dict[str, Rack] = field(default_factory=dict)
-    tor_clusters: set[str] = field(default_factory=set)  # clusters that say `peer-with tor`
+    tor_racks: set[tuple[str, str]] = field(default_factory=set)  # (cluster, rack): `peer-with tor for rack`
     _internet: dict = field(default_factory=dict)
     _flows: list | None = None
     _grants: dict = field(default_factory=dict)
@@ -336,8 +336,8 @@ class Estate:
         node_of = [c for c in self.clusters.values() if c.node_role in host.roles]
         if node_of:  # BGP from its peers (routers' loopbacks, or its rack's ToR), per family the node has
             families = {a.version for a in host.addresses}
-            if node_of[0].name in self.tor_clusters:
-                rack = next(r for r in self.racks.values() if host.name in r.hosts)
+            rack = next((r for r in self.racks.values() if host.name in r.hosts), None)
+            if rack is not None and (node_of[0].name, rack.name) in self.tor_racks:
                 peers = [ipaddress.ip_network(a) for a in rack.gateways]
             else:
                 peers = [net(a) for _, v4, v6 in ROUTERS[:self.router_count] for a in (v4, v6)]
@@ -521,13 +521,20 @@ def estates(draw) -> Estate:  # noqa: C901 - one recipe, read top to bottom
                   "  pods " + " ".join(map(str, pods))]
         if services:
             lines.append("  services " + " ".join(map(str, services)))
-        racks = {r.name for r in e.racks.values() for h in nodes if h.name in r.hosts}
-        in_l3 = all(e.racks[r].l3 for r in racks) and len(racks) > 1  # one rack alone is R104
-        if in_l3 and draw(st.booleans()):
-            e.tor_clusters.add(c.name)
-            lines += [f"  nodes role {c.node_role}", "  peer-with tor", "  single-uplink max-share 100%", "}"]
-        else:
-            lines += [f"  nodes role {c.node_role}", "  peer-with routers", "}"]
+        lines.append(f"  nodes role {c.node_role}")
+        racks = sorted({r.name for r in e.racks.values() for h in nodes if h.name in r.hosts})
+        l3 = [r for r in racks if e.racks[r].l3]
+        # the nodes of some L3 racks peer with their ToR, the others with the routers (nodes all
+        # in one rack with a single uplink each is R104)
+        tor = draw(st.lists(st.sampled_from(l3), unique=True).map(sorted)) if l3 and len(racks) > 1 else []
+        for r in tor:
+            e.tor_racks.add((c.name, r))
+            lines.append(f"  peer-with tor for rack s1/{r}")
+        if len(tor) < len(racks):
+            lines.append("  peer-with routers")
+        if tor:
+            lines.append("  single-uplink max-share 100%")
+        lines.append("}")
 
     # ---- apps (their names and listen first: statements need them)
     cluster_names = sorted(e.clusters)
