@@ -270,6 +270,12 @@ class Estate:
             return AddrSet(rack.subnets)
         return AddrSet(self.host_nets([self.hosts[h] for h in rack.hosts]))  # an L2 rack: its hosts
 
+    def anywhere(self, peer: Peer) -> bool:
+        """`any`, `internet`, or a network holding it: every port from there would reach the
+        sensitive ones (safe defaults, E701), and egress there must say `internet` (E703)."""
+        return peer.kind in ("any", "internet") or (peer.kind == "network" and (
+            self.networks[peer.name].internet or self.networks[peer.name].anywhere))
+
     # ------------------------------------------------------------------ flows
     def flows(self) -> list[Flow]:
         """Each statement as one flow per peer ("Allow and connect"): the owner at its end (a role's
@@ -644,6 +650,8 @@ def statements(draw, e: Estate, owner_kind: str, owner: str, default: bool,
     peer_options += [Peer("cidr", c) for c in ("10.1.0.0/25", "10.2.0.0/16", *PUBLIC_CIDRS)]
     peer_options += [Peer("cluster", c) for c in sorted(e.clusters)] + [Peer("internet"), Peer("any")]
     peer_options += topology_peers(e)
+    if direction == "connect":  # egress to the whole internet names `internet` (safe defaults, E703)
+        peer_options = [p for p in peer_options if not e.anywhere(p) or p.kind == "internet"]
     peers = tuple(draw(st.lists(st.sampled_from(peer_options), min_size=1, max_size=3, unique=True)))
     # the ports: written, a service, or (where the language allows it) the listen default
     listen_ok = owner_kind == "app" and (
@@ -660,7 +668,7 @@ def statements(draw, e: Estate, owner_kind: str, owner: str, default: bool,
     else:
         ports = tuple(draw(st.lists(port_items(), min_size=1, max_size=3, unique=True)))
         text = ", ".join(p.text() for p in ports)
-    if ports is not None and any(p.kind in ("any", "internet") for p in peers) and WIDE & {
+    if ports is not None and any(e.anywhere(p) for p in peers) and WIDE & {
             (p.protocol, p.first, p.last) for p in ports}:
         return None  # every port from anywhere would reach the sensitive ones: a safe-default question
     clusters: tuple[str, ...] = ()
