@@ -14,8 +14,11 @@ independent evaluator of these files, tests/calico_eval.py):
 Every rule is an Allow, so the order numbers only fix the order of evaluation, never the verdict.
 
 A flow is compiled at both of its ends that are pods of C: egress at the source, ingress at the
-destination, because Calico needs both directions allowed. An app peer of C is selected by label
-(pods have no fixed address); an app of another cluster only by its clusters' pod ranges.
+destination, because Calico needs both directions allowed. `in cluster` limits the statement's
+owner: the owner's end is compiled only in those clusters, the other end in every cluster, with
+the owner as its pods in those clusters only (by label here, by pod ranges elsewhere). An app peer
+of C is selected by label (pods have no fixed address); an app of another cluster only by its
+clusters' pod ranges.
 Rules are built in `calico_peers.py`; this module decides where they go and lays out the files.
 """
 
@@ -60,6 +63,12 @@ def applies_in(flow: m.Flow, cluster: str) -> bool:
     return not flow.rule.clusters or cluster in flow.rule.clusters
 
 
+def owner_direction(flow: m.Flow) -> str:
+    """The direction in which the statement's owner is the local end: an `allow` is its owner's
+    ingress (the owner is the destination), a `connect` its egress (the owner is the source)."""
+    return flow.rule.direction
+
+
 def cluster_apps(model: m.Model, cluster: str) -> Iterator[m.App]:
     """The apps that run in a cluster: the ones that get a NetworkPolicy there."""
     return (a for a in model.apps.values() if not a.default and cluster in a.clusters)
@@ -82,11 +91,17 @@ def _cluster_files(model: m.Model, cluster: m.Cluster) -> dict[str, bytes]:
     per_app = {name: Rules() for name in apps}
     every_app = Rules()  # the default app's rules whose local end is all apps
     parts = FlowParts()
-    flows = sorted((f for f in model.flows if applies_in(f, cluster.name)), key=SOURCE_ORDER)
+    flows = sorted(model.flows, key=SOURCE_ORDER)
     for flow in flows:
         protocols, metadata = parts.protocols(flow.ports), parts.metadata(flow.rule)
         for direction, local_ends, far_ends in (("ingress", flow.destinations, flow.sources),
                                                 ("egress", flow.sources, flow.destinations)):
+            # `in cluster` limits the statement's owner: its own end holds only in those clusters,
+            # and seen from the other end, the owner is its pods in those clusters only
+            owner_is_local = owner_direction(flow) == direction
+            if owner_is_local and not applies_in(flow, cluster.name):
+                continue
+            only = () if owner_is_local else flow.rule.clusters
             for local in local_ends:
                 if local.kind == "app" and local.name in apps:
                     target = per_app[local.name]
@@ -95,7 +110,7 @@ def _cluster_files(model: m.Model, cluster: m.Cluster) -> dict[str, bytes]:
                 else:
                     continue  # a host's end (ferm) or an app of another cluster
                 for peer in far_ends:
-                    for spec in peers.specs(peer):
+                    for spec in peers.specs(peer, only):
                         target.add(direction, allow_rules(direction, spec, protocols, metadata))
 
     base = f"calico/{cluster.name}/"

@@ -83,39 +83,47 @@ class Peers:
         # rules, and sorting and formatting its addresses each time made this backend slow
         self._specs: dict[tuple[str, str], tuple[object, list[dict]]] = {}
 
-    def specs(self, peer: m.Endpoint) -> list[dict]:
-        """The source or destination selections of one peer; `all-apps` stands for each app.
+    def specs(self, peer: m.Endpoint, only: tuple[str, ...] = ()) -> list[dict]:
+        """The source or destination selections of one peer; `all-apps` stands for each app. `only`:
+        an app's pods in these clusters only (the statement's `in cluster`, when the peer is its owner).
         The list and its selections are shared between calls: copy before changing them."""
         if peer.kind == "any":
             return [{}]
         if peer.kind == "all-apps":
-            return [s for name in peer.apps for s in self.specs(m.Endpoint("app", name, (), (name,), peer.span))]
-        key = (peer.kind, peer.name)
+            return [s for name in peer.apps
+                    for s in self.specs(m.Endpoint("app", name, (), (name,), peer.span), only)]
+        key = (peer.kind, peer.name, only if peer.kind == "app" else ())
         made_from = None if peer.kind == "app" else peer.cidrs  # an app's selections depend on its name only
         known = self._specs.get(key)
         if known is not None and known[0] is made_from:
             return known[1]
         if peer.kind == "app":
-            specs = self._app_specs(peer)
+            specs = self._app_specs(peer, only)
         else:
             name = self._set(peer.kind, peer.name, _nets(peer.cidrs))
             specs = [{"selector": Quoted(f"{SET_LABEL} == '{name}'"), "namespaceSelector": Quoted("global()")}]
         self._specs[key] = (made_from, specs)
         return specs
 
-    def _app_specs(self, peer: m.Endpoint) -> list[dict]:
+    def _app_specs(self, peer: m.Endpoint, only: tuple[str, ...] = ()) -> list[dict]:
         """An app's pods here by label; its pods in other clusters (routed, unlabelled from here) by
         those clusters' pod ranges in set `app-<name>`. Each end polices its own pods by label, so
-        a connection between clusters is exact although each end alone admits the whole range."""
+        a connection between clusters is exact although each end alone admits the whole range.
+        With `only`, the pods in those clusters alone: set `pods-<name>-<clusters>` when that is
+        fewer clusters than the app runs in elsewhere."""
         out: list[dict] = []
-        if peer.name in self.apps:
+        if peer.name in self.apps and (not only or self.cluster in only):
             app = self.apps[peer.name]
             out.append({"selector": Quoted(f"app == '{app.name}'"),
                         "namespaceSelector": Quoted(f"{NAMESPACE_LABEL} == '{app.namespace or app.name}'")})
-        elsewhere = [c for c in self.model.apps[peer.name].clusters if c != self.cluster]
+        everywhere = [c for c in self.model.apps[peer.name].clusters if c != self.cluster]
+        elsewhere = [c for c in everywhere if not only or c in only]
         if elsewhere:
-            cidrs = (n for c in elsewhere for n in self.model.clusters[c].pod_cidrs)
-            name = self._set("app", peer.name, _nets(cidrs))
+            cidrs = _nets(n for c in elsewhere for n in self.model.clusters[c].pod_cidrs)
+            if elsewhere == everywhere:
+                name = self._set("app", peer.name, cidrs)
+            else:
+                name = self._set("pods", f"{peer.name}-{'-'.join(elsewhere)}", cidrs)
             out.append({"selector": Quoted(f"{SET_LABEL} == '{name}'"), "namespaceSelector": Quoted("global()")})
         return out
 

@@ -105,21 +105,23 @@ def _applies_in(rule: m.Rule, cluster: str) -> bool:
 
 
 def _app_peer_grants(model: m.Model, statement: Statement, ports: tuple[m.PortMatch, ...], peer: m.Endpoint,
-                     cluster: str, inactive: str | None) -> list[Grant]:
+                     cluster: str, inactive: str | None, only: tuple[str, ...] = ()) -> list[Grant]:
     """A peer at a Calico end of `cluster`: an app of the cluster by label, its pods elsewhere (and
-    any other peer) by address, `any` as anyone."""
+    any other peer) by address, `any` as anyone. `only`: an app's pods in these clusters alone (the
+    statement's `in cluster` when the peer is its owner)."""
     if peer.kind == "any":
         return [Grant(statement, ports, "any", anyone=True, inactive=inactive)]
     if peer.kind == "all-apps":
         return [g for name in peer.apps
                 for g in _app_peer_grants(model, statement, ports, m.Endpoint("app", name, (), (name,), peer.span),
-                                          cluster, inactive)]
+                                          cluster, inactive, only)]
     if peer.kind == "app":
         app = model.apps.get(peer.name)
         if app is None:
             return []
-        label = (app.name, cluster) if cluster in app.clusters else None
-        nets = tuple(n for c in app.clusters if c != cluster for n in model.clusters[c].pod_cidrs)
+        label = (app.name, cluster) if cluster in app.clusters and (not only or cluster in only) else None
+        nets = tuple(n for c in app.clusters if c != cluster and (not only or c in only)
+                     for n in model.clusters[c].pod_cidrs)
         return [Grant(statement, ports, peer.label, label=label, nets=nets, inactive=inactive)]
     return [Grant(statement, ports, peer.label, nets=peer.cidrs, inactive=inactive)]
 
@@ -132,11 +134,14 @@ def calico_grants(model: m.Model, app: str, cluster: str, direction: str) -> lis
         local, far = (flow.sources, flow.destinations) if direction == "egress" else (flow.destinations, flow.sources)
         if not any((e.kind == "app" and e.name == app) or e.kind == "all-apps" for e in local):
             continue
-        inactive = None if _applies_in(flow.rule, cluster) else \
+        # `in cluster` limits the statement's owner: its own end, and the owner seen from the other end
+        owner_is_local = flow.rule.direction == direction
+        inactive = None if not owner_is_local or _applies_in(flow.rule, cluster) else \
             f"holds only in cluster {', '.join(flow.rule.clusters)} (`in cluster`)"
         statement = rule_statement(model, flow.rule)
         for peer in far:
-            out += _app_peer_grants(model, statement, flow.ports, peer, cluster, inactive)
+            out += _app_peer_grants(model, statement, flow.ports, peer, cluster, inactive,
+                                    () if owner_is_local else flow.rule.clusters)
     c = model.clusters[cluster]
     for proto, t, code, text in CALICO_BUILTIN:
         st = Statement(c.span.location, c.span, f"cluster {cluster}", text, builtin=True)
