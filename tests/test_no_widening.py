@@ -1,7 +1,7 @@
 """Nothing widens by accident: over generated estates, what the emitted Calico and ferm files allow
 is exactly what the estate declares, plus the documented built-ins.
 
-Each example is a small valid estate written by tests/estate_gen.py, which records its own intent
+Each example is a small valid estate written by tests/widen_estates.py, which records its own intent
 (never the compiler's model). The estate is compiled as `netpolc compile` does (it must succeed);
 then the emitted files are judged by evaluators that share no code with the backends:
 - Calico: tests/calico_eval.py on each cluster's `calico/<cluster>/*.yaml`, at both ends of every
@@ -32,7 +32,7 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-import estate_gen as g
+import widen_estates as g
 import iptables_eval as ie
 import pytest
 from calico_eval import Cluster as CalicoCluster
