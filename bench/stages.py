@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time each stage of one compile, in this process, and print the times as JSON.
 
-    python bench/stages.py POLICY_DIR OUT_DIR [--stub-dot] [--profile FILE]
+    python bench/stages.py POLICY_DIR OUT_DIR [--profile FILE]
 
 Stages: load (read the `*.npl` files), parse, resolve, the peering graph, the redundancy
 analysis, the host firewalls and lock-out guard, each backend, then the write of `out/`
@@ -10,8 +10,12 @@ into another fresh folder the way `write_tree` writes them (mkdir, write, rename
 compilation. The cycle collector is off as in `compile_folder`. bench/run.py runs this in a
 fresh child per size under GNU time for the peak RSS.
 
-`bgp_report` runs graphviz's `dot` for the peering picture; its time is reported apart
-(`dot`), and `--stub-dot` skips it (an empty picture), for estates where `dot` takes minutes.
+The backends run as `render_all` (compiler/backends/__init__.py) runs them: `bgp_report.start`
+first (the reports, and graphviz's `dot` started on each site's peering picture in child
+processes; `bgp_report start`), then the other backends while `dot` draws, then
+`Drawing.finish()`: `dot wait` is how long the compile still waits for the pictures once the
+other backends are done. `dot CPU` is the CPU time of those `dot` children (their rusage),
+which is about the time `dot` alone takes: it draws on one core each.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import cProfile
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -46,21 +51,8 @@ def floor_write(out: Path, files: dict[str, bytes]) -> None:
     tmp.rename(out)
 
 
-def run(policy: Path, out: Path, stub_dot: bool) -> dict:
+def run(policy: Path, out: Path) -> dict:
     times: dict[str, float] = {}
-    dot_time = [0.0]
-    real_svg = bgp_report.render_svg
-
-    def timed_svg(source: str) -> bytes:
-        if stub_dot:
-            return b""
-        start = time.perf_counter()
-        try:
-            return real_svg(source)
-        finally:
-            dot_time[0] += time.perf_counter() - start
-
-    bgp_report.render_svg = timed_svg  # type: ignore[assignment]
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -68,6 +60,10 @@ def run(policy: Path, out: Path, stub_dot: bool) -> dict:
         now = time.perf_counter()
         times[name] = now - clock
         clock = now
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
 
     diags = Diagnostics()
     with _no_gc_pauses():
@@ -89,12 +85,20 @@ def run(policy: Path, out: Path, stub_dot: bool) -> dict:
         if errors:
             raise SystemExit(f"{len(errors)} redundancy/lock-out error(s), e.g. {errors[0]}")
         rendered: dict[str, bytes] = {}
-        for backend in BACKENDS:
-            name = backend.__module__.rsplit(".", 1)[1]
-            rendered.update(backend(model))
-            lap(name)
-        times["bgp_report"] -= dot_time[0]
-        times["dot"] = dot_time[0]
+        dot_cpu = children_cpu()
+        drawing = bgp_report.start(model)  # as render_all: the pictures first, collected last
+        lap("bgp_report start")
+        try:
+            for backend in BACKENDS:
+                if backend is bgp_report.render:
+                    continue
+                rendered.update(backend(model))
+                lap(backend.__module__.rsplit(".", 1)[1])
+            rendered.update(drawing.finish())
+            lap("dot wait")
+        finally:
+            drawing.cancel()
+        times["dot CPU"] = children_cpu() - dot_cpu
         rendered = dict(sorted(rendered.items()))
         clock = time.perf_counter()
         write_tree(out, rendered)
@@ -103,22 +107,22 @@ def run(policy: Path, out: Path, stub_dot: bool) -> dict:
         lap("floor")
     return {"times": times, "files": len(rendered), "bytes": sum(len(b) for b in rendered.values()),
             "source_bytes": sum(len(t.encode()) for t in sources.values()),
-            "hosts": len(model.hosts), "apps": len(model.apps), "flows": len(model.flows), "pid": os.getpid()}
+            "pictures": len(drawing.sources), "hosts": len(model.hosts), "apps": len(model.apps),
+            "flows": len(model.flows), "pid": os.getpid()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("policy", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--stub-dot", action="store_true", help="skip graphviz (report dot as 0)")
     ap.add_argument("--profile", type=Path, help="write a cProfile of the whole run here")
     args = ap.parse_args()
     if args.profile:
         prof = cProfile.Profile()
-        result = prof.runcall(run, args.policy, args.out, args.stub_dot)
+        result = prof.runcall(run, args.policy, args.out)
         prof.dump_stats(args.profile)
     else:
-        result = run(args.policy, args.out, args.stub_dot)
+        result = run(args.policy, args.out)
     print(json.dumps(result))
 
 
