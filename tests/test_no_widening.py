@@ -32,9 +32,9 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-import widen_estates as g
 import iptables_eval as ie
 import pytest
+import widen_estates as g
 from calico_eval import Cluster as CalicoCluster
 from calico_eval import Packet as CalicoPacket
 from calico_eval import make_pod
