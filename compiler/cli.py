@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 policy errors or stale output, 2 usage errors,
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -122,6 +123,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "verify":
         return _verify(root, args)
     result = compile_folder(root, args.today)
+    # The model lives until the process ends: out of the cycle collector's reach, so writing
+    # 16,000 files does not traverse its millions of objects again and again (2.7 s -> 0.85 s)
+    gc.freeze()
     _report(result, args.format)
     if not result.ok:
         return 1
