@@ -144,11 +144,22 @@ class _Peers:
     def __init__(self) -> None:
         self.specs: dict[str, dict] = {}
         self.sources: dict[str, set[Span]] = defaultdict(set)
+        self._made: dict[str, tuple] = {}  # name -> what its spec was made from
 
     def add(self, name: str, spec: dict, span: Span) -> None:
         if self.specs.setdefault(name, spec) != spec:
             raise AssertionError(f"two different BGPPeers would be named {name}")
         self.sources[name].add(span)
+
+    def add_ip_peer(self, name: str, s: Session, selector: str | None, span: Span, **extra: object) -> None:
+        """`add(name, _ip_peer(s, selector) | extra)`, the spec built once per name and peer: the
+        thousands of clients of one reflector all state the same resource."""
+        key = (s.b_ip, s.b_asn, s.ebgp, selector, tuple(sorted(extra.items())))
+        if self._made.get(name) != key:
+            self._made[name] = key
+            self.add(name, {**_ip_peer(s, selector), **extra}, span)
+        else:
+            self.sources[name].add(span)
 
     def resources(self) -> list[dict]:
         return [_resource("BGPPeer", name, ", ".join(sorted({s.location for s in self.sources[name]})), spec)
@@ -190,9 +201,8 @@ def _peers(model: m.Model, graph: PeeringGraph, ids: dict[str, IPAddress], speak
             # and came back with the cluster's own AS in the path (a ToR rack of the same cluster).
             # The reflector's side follows by Calico's reverse peering of node addresses.
             cid = str(ids[s.b])
-            spec = _ip_peer(s, f"{_eq(MODE, 'rr-client')} && {_eq(RR_CLUSTER, cid)}")
-            spec["numAllowedLocalASNumbers"] = 1
-            peers.add(f"rr-{s.b}-{fam}", spec, s.span)
+            peers.add_ip_peer(f"rr-{s.b}-{fam}", s, f"{_eq(MODE, 'rr-client')} && {_eq(RR_CLUSTER, cid)}", s.span,
+                              numAllowedLocalASNumbers=1)
         elif s.kind == "reflector-mesh":
             cid = str(ids[s.a])
             peers.add(f"rr-mesh-{cid.replace('.', '-')}",
@@ -210,7 +220,7 @@ def _peers(model: m.Model, graph: PeeringGraph, ids: dict[str, IPAddress], speak
         everyone = {s.a for s in group} == reachable[family]
         selector = None if everyone else _eq(MODE, "routers")
         for s in group:
-            peers.add(f"{router}-{_family(family)}", _ip_peer(s, selector), s.span)
+            peers.add_ip_peer(f"{router}-{_family(family)}", s, selector, s.span)
     return peers.resources()
 
 
