@@ -557,3 +557,23 @@ def test_policies_and_examples_are_formatted():
     """The committed sources are in the canonical layout (CI runs `netpolc fmt --check` the same way)."""
     r = netpolc("fmt", "--check", "policies", "examples", cwd=REPO)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_link_out_of_the_folder_is_never_rewritten(tmp_path):
+    """Like the compiler (E011), fmt on a folder touches only files inside it."""
+    import subprocess
+    import sys
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.npl").write_text("role   a {}\n")
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "x.npl").symlink_to(outside / "x.npl")
+    (folder / "y.npl").write_text("role   b {}\n")
+    run = subprocess.run([sys.executable, "-m", "compiler", "fmt", str(folder)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr
+    assert (outside / "x.npl").read_text() == "role   a {}\n"
+    assert (folder / "y.npl").read_text() == "role b {}\n"
+    assert "links outside" in run.stderr

@@ -47,6 +47,11 @@ def _files(paths: list[str]) -> list[Path]:
         path = Path(arg)
         if path.is_dir():
             found = sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file())
+            root = path.resolve()
+            for p in [p for p in found if not p.resolve().is_relative_to(root)]:
+                # as the compiler reads (E011): a policy folder's files are the ones inside it
+                sys.stderr.write(f"netpolc fmt: {p} links outside {arg}; left as it is\n")
+                found.remove(p)
         elif path.is_file() and path.name.endswith(SUFFIX):
             found = [path]
         elif path.exists():
