@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from netaddr import IPNetwork, IPSet
 
+_ABOVE_ALL = 1 << 129  # above every IPv6 address: (v, value, _ABOVE_ALL) sorts after every range starting at value
+
 
 class Ranges:
     def __init__(self, cidrs: IPSet | Iterable[IPNetwork]):
@@ -23,6 +25,11 @@ class Ranges:
             else:
                 merged.append((c.version, c.first, c.last))
         self.ranges = merged
+
+    def holds(self, version: int, value: int) -> bool:
+        """Is the address (its IP version and integer value) in the set? One bisection."""
+        i = bisect.bisect_right(self.ranges, (version, value, _ABOVE_ALL)) - 1
+        return i >= 0 and self.ranges[i][0] == version and self.ranges[i][2] >= value
 
     def shared(self, c: IPNetwork) -> int:
         """How many addresses of the CIDR are in the set."""

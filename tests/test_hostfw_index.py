@@ -1,4 +1,4 @@
-"""`Admit.admits` answers membership through an index (hash set + bisected ranges), not IPSet.
+"""`Admit.admits` answers membership through merged, bisected ranges (compiler.ranges), not IPSet.
 
 The oracle is netaddr's IPSet over the same networks, an independent implementation: for
 random networks of both families (single addresses, small and wide prefixes, overlapping and

@@ -18,7 +18,6 @@ the rule's `in cluster`, when it says one); `all apps` likewise for every app.
 
 from __future__ import annotations
 
-import bisect
 import functools
 from collections import defaultdict
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from netaddr import IPAddress, IPNetwork
 
 from .. import model as m
 from ..diagnostics import Span
+from ..ranges import Ranges
 from .peering import PeeringGraph, Session
 
 BGP_PORT = 179
@@ -66,9 +66,9 @@ class Admit:
     bgp: bool = False
 
     @functools.cached_property
-    def _index(self) -> dict[int, _Index]:
-        """Per family, the sources as an index: a lookup is a hash and a bisection, not a scan."""
-        return {f: _Index.of(c for s in self.sources or () for c in s.of(f)) for f in (4, 6)}
+    def _ranges(self) -> Ranges:
+        """The sources as merged ranges: a lookup is a bisection (an IPSet lookup costs ~50 times more)."""
+        return Ranges(c for s in self.sources or () for c in s.cidrs)
 
     def admits(self, address: IPAddress, protocol: str, port: int | None = None) -> bool:
         """Whether a packet from `address` of `protocol` (to `port`) matches this admit."""
@@ -76,40 +76,7 @@ class Admit:
             return False
         if self.sources is None:
             return True
-        return self._index[address.version].holds(int(address))
-
-
-@dataclass(frozen=True)
-class _Index:
-    """A set of networks of one family, for membership tests: single addresses in a hash set,
-    wider networks as sorted, merged [first, last] ranges (an IPSet lookup costs ~50 times more)."""
-
-    single: frozenset[int]
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
-
-    @classmethod
-    def of(cls, nets: Iterable[IPNetwork]) -> _Index:
-        single: set[int] = set()
-        ranges: list[list[int]] = []
-        for n in nets:
-            if n.first == n.last:
-                single.add(n.first)
-            else:
-                ranges.append([n.first, n.last])
-        merged: list[list[int]] = []
-        for first, last in sorted(ranges):
-            if merged and first <= merged[-1][1] + 1:
-                merged[-1][1] = max(merged[-1][1], last)
-            else:
-                merged.append([first, last])
-        return cls(frozenset(single), tuple(r[0] for r in merged), tuple(r[1] for r in merged))
-
-    def holds(self, value: int) -> bool:
-        if value in self.single:
-            return True
-        i = bisect.bisect_right(self.starts, value) - 1
-        return i >= 0 and value <= self.ends[i]
+        return self._ranges.holds(address.version, int(address))
 
 
 def _port_matches(p: m.PortMatch, family: int, protocol: str, port: int | None) -> bool:
