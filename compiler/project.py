@@ -97,10 +97,11 @@ def _read_policy(rel: str, path: str, total: int, diags: Diagnostics) -> str | N
             return None
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with open(fd, "rb", closefd=True) as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the check
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):  # replaced since the check
                 diags.error("E012", f"{rel} is not a regular file", None)
                 return None
-            if _size_ok(os.fstat(fd).st_size, rel, total, diags) is None:
+            if _size_ok(opened.st_size, rel, total, diags) is None:
                 return None
             data = f.read(MAX_FILE_BYTES + 1)  # never more, even if it grew since
             if _size_ok(len(data), rel, total, diags) is None:  # it grew since
