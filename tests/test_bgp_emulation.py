@@ -302,14 +302,19 @@ class TestLab:
         assert device_side == want - node_side, (
             f"neighbours.yaml gives sessions the graph has not:\n  {_fmt(device_side - want)}\n"
             f"and misses:\n  {_fmt(want - node_side - device_side)}")
-        snap, problems, took = lab.converge(lambda s: [str(x) for x in sorted(configured - s.established(lab))],
-                                            timeout=CONVERGE)
+        # wait for every session, the harness' own fabric and core ones (not in the compiled output)
+        # too: checking those once, right after the compiled ones came up, raced them (CI saw the
+        # cores' IPv6 session still connecting)
+        everything = lab.configured_sessions(compiled_only=False)
+        snap, problems, took = lab.converge(
+            lambda s: [str(x) for x in sorted(everything - s.established(lab, compiled_only=False))],
+            timeout=CONVERGE)
         established = snap.established(lab)
-        assert not problems, f"not established after {took:.1f} s:\n  {_fmt(configured - established)}"
+        assert not problems, (f"not established after {took:.1f} s:\n  "
+                              f"{_fmt(everything - snap.established(lab, compiled_only=False))}")
         assert established == want, f"extra:\n  {_fmt(established - want)}\nmissing:\n  {_fmt(want - established)}"
-        # the harness' own fabric and core sessions (not in the compiled output) are up too
-        infra = lab.configured_sessions(compiled_only=False) - configured
-        assert infra <= snap.established(lab, compiled_only=False)
+        infra = everything - configured
+        assert infra and infra <= snap.established(lab, compiled_only=False) - established
 
     def test_every_node_learns_every_pod_block(self, good: Run) -> None:
         lab = good.lab
