@@ -206,7 +206,12 @@ class Endpoints:
         return None
 
     def _host_cidrs(self, hosts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-        """One IPSet built from all addresses at once: a union per host is quadratic."""
+        """One IPSet built from all addresses at once: a union per host is quadratic. One host
+        with at most one address per family needs no set: its addresses are its CIDRs."""
+        if len(hosts) == 1 and (host := self.topo.hosts.get(hosts[0])) is not None:
+            families = [a.version for a in host.addresses]
+            if len(families) == len(set(families)):
+                return m.family_sorted(IPNetwork(a) for a in host.addresses)
         found = (self.topo.hosts.get(h) for h in hosts)
         return m.cidrs_of(IPSet([a for host in found if host for a in host.addresses]))
 

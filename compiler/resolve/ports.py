@@ -24,6 +24,7 @@ class Services:
         self.diags = diags
         self.done: dict[str, m.Service | None] = {}
         self.stack: list[str] = []
+        self.by_names: dict[tuple[str, ...], tuple[m.PortMatch, ...]] = {}  # lists of services only
 
     def get(self, name: str, span: Span) -> m.Service | None:
         entry = self.symbols.lookup("service", name, "service", span, self.diags)
@@ -65,7 +66,18 @@ class Services:
                 if isinstance(i, s.ServiceRef) and i.name.value in self.symbols.tables["service"]]
 
     def port_list(self, items: tuple[s.PortItem, ...]) -> tuple[m.PortMatch, ...] | None:
-        """Resolve a port list; None when any item is wrong (the error is recorded)."""
+        """Resolve a port list; None when any item is wrong (the error is recorded). A list of
+        services only, as written again and again, is resolved once (a wrong one is never kept,
+        so each use of it is reported)."""
+        if all(type(i) is s.ServiceRef for i in items):
+            key = tuple(i.name.value for i in items)  # type: ignore[union-attr]
+            known = self.by_names.get(key)
+            if known is None and (known := self._port_list(items)) is not None and not self.stack:
+                self.by_names[key] = known
+            return known
+        return self._port_list(items)
+
+    def _port_list(self, items: tuple[s.PortItem, ...]) -> tuple[m.PortMatch, ...] | None:
         out: list[m.PortMatch] = []
         ok = True
         protocol: str | None = None

@@ -31,6 +31,7 @@ class Safety:
         self.diags = diags
         self.private = Ranges(SPECIAL_PURPOSE | endpoints.estate)  # what is not `internet`
         self._names_internet: dict[str, bool] = {}
+        self._anywhere: dict[tuple[str, str], bool] = {}  # an end's addresses follow from its kind and name
 
     def reason(self, rule: s.Rule) -> str | None:
         """The statement's `exposed` reason (E702 when empty, E611 when given twice)."""
@@ -69,7 +70,11 @@ class Safety:
         any peer did (so `exposed` was needed)."""
         used = False
         for peer in mr.peers:
-            if not x.anywhere(peer):
+            key = (peer.kind, peer.name)
+            wide = self._anywhere.get(key)
+            if wide is None:
+                wide = self._anywhere[key] = x.anywhere(peer)
+            if not wide:
                 continue
             ports = sorted({p for q, _, pp in ends if q is peer for p in pp})
             hits = x.sensitive_hits(ports)
