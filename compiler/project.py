@@ -206,6 +206,7 @@ def _compile_folder(root: Path, today: dt.date | None, render: bool) -> Result:
     if not diags.has_errors:
         result.model = build_model(result.sources, diags, today)
     if result.model is not None:
+        analysis.prepare(result.model)
         diags.extend(f.as_diagnostic() for f in analysis.redundancy(result.model).findings)
         diags.extend(f.as_diagnostic() for f in analysis.lockout(result.model))
     if render and result.model is not None and not diags.has_errors:

@@ -5,7 +5,10 @@
   the parent run the function itself: the compile goes on with the same result;
 - `cancel()` stops a running child and leaves no zombie;
 - `render_all(parallel=True)` gives the bytes of `render_all(parallel=False)` on the reference
-  estate and on a generated 1,000-host estate (over FORK_MIN, so the default forks there).
+  estate and on a generated 1,000-host estate (over FORK_MIN, so the default forks there);
+  the two ferm shares make up all ferm files, once each;
+- `analysis.prepare(parallel=True)` (the redundancy sweep in a child) gives the report and
+  lock-out findings computed in-process.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from pathlib import Path
 import pytest
 from conftest import TODAY, errors
 
-from compiler import backends, forked
-from compiler.project import compile_folder
+from compiler import analysis, backends, forked
+from compiler.backends import ferm
+from compiler.diagnostics import Diagnostics
+from compiler.project import build_model, compile_folder, load_sources
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -120,3 +125,32 @@ def test_parallel_render_equals_serial_at_1000_hosts(tmp_path: Path):
     assert len(result.model.hosts) + len(result.model.apps) >= backends.FORK_MIN  # the default forks here
     files = _same_in_both_ways(result.model)
     assert sum(p.startswith("ferm/") for p in files) >= 1000
+
+
+def test_ferm_shares_make_up_the_whole_and_do_not_overlap():
+    result = compile_folder(REPO / "policies", TODAY, render=False)
+    whole = ferm.render(result.model)
+    first, second = ferm.render(result.model, share=(0, 2)), ferm.render(result.model, share=(1, 2))
+    assert not set(first) & set(second) and first and second
+    assert {**first, **second} == whole
+
+
+def test_analyses_prepared_in_parallel_equal_those_computed_here(tmp_path: Path):
+    estate_gen.write(estate_gen.SHAPES[1000], tmp_path)
+    diags = Diagnostics()
+    sources = load_sources(tmp_path, diags)
+    serial, parallel = build_model(sources, diags, TODAY), build_model(sources, diags, TODAY)
+    assert serial is not None and parallel is not None and serial is not parallel
+    calls: list[int] = []
+    real = analysis._redundancy.analyse
+    analysis._redundancy.analyse = lambda *a: calls.append(os.getpid()) or real(*a)
+    try:
+        analysis.prepare(serial, parallel=False)
+        analysis.prepare(parallel, parallel=True)
+    finally:
+        analysis._redundancy.analyse = real
+    assert calls == [os.getpid()]  # in-process once; the other ran in the child (its list is its own)
+    analysis.prepare(parallel, parallel=True)
+    assert analysis.redundancy(parallel) == analysis.redundancy(serial)
+    assert analysis.redundancy(parallel).sweeps  # the sweep ran, in the child
+    assert analysis.lockout(parallel) == analysis.lockout(serial)

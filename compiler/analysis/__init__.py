@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import model as m
+from ..forked import Forked, cores
 from . import connectivity as _connectivity
 from . import hostfw as _hostfw
 from . import lockout as _lockout
@@ -51,3 +52,27 @@ def lockout(model: m.Model) -> list[_lockout.Finding]:
 def connectivity_facts(model: m.Model) -> _connectivity.Connectivity:
     """Who may reach whom, on which ports, per family: the flows over concrete ends (see `connectivity`)."""
     return _cached("connectivity", _connectivity.build, model)
+
+
+FORK_MIN = 1_000
+"""BGP speakers from which `prepare` runs the redundancy sweep in a forked child."""
+
+
+def prepare(model: m.Model, parallel: bool | None = None) -> None:
+    """Compute what a compile checks before it renders: the redundancy analysis in a forked
+    child (`parallel`, None: with two cores and FORK_MIN speakers) while the host firewalls and
+    the lock-out guard are computed here. The two need only the peering graph, and the report
+    is plain data (names, spans, counts), so it comes back whole."""
+    graph = peering_graph(model)
+    if parallel is None:
+        parallel = cores() > 1 and len(graph.speakers) >= FORK_MIN
+    entry = _CACHE.setdefault(model, {})
+    job = Forked(redundancy, model) if parallel and "redundancy" not in entry else None
+    try:
+        lockout(model)
+        if job is not None:
+            entry.setdefault("redundancy", job.result())
+    finally:
+        if job is not None:
+            job.cancel()
+    redundancy(model)

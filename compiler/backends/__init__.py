@@ -2,8 +2,8 @@
 
 `render_all` merges them and checks every path once, centrally: none may leave `out/`
 (E009), and no two may be one file, or a file and a folder, on any file system (E010).
-On a large estate with a second core, the ferm and estate backends run in a forked child
-while this process renders the others (`compiler/forked.py`): the same bytes, sooner.
+On a large estate with a second core, a forked child renders estate.json and half the ferm
+files while this process renders the rest (`compiler/forked.py`): the same bytes, sooner.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from .bgp_report import BackendError
 
 # the pictures last: `render_all` starts graphviz first and collects its drawings at the end
 BACKENDS = (estate.render, bgp.render, calico.render, ferm.render, bgp_report.render)
-# what a forked child renders while this process renders the rest: about half the time each
-IN_CHILD = (ferm.render, estate.render)
 FORK_MIN = 1_000
 """Hosts plus apps from which `render_all` forks: below it a fork costs more than it saves."""
 
@@ -42,31 +40,37 @@ def check_paths(paths: list[str]) -> None:
         raise OutputPathError("E010", f"output paths `{a}` and `{b}` {why}")
 
 
-def _in_child(model: m.Model) -> dict[str, dict[str, bytes]]:
-    return {backend.__module__: backend(model) for backend in IN_CHILD}
+def _in_child(model: m.Model) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """What the forked child renders: estate.json and half the ferm files."""
+    return estate.render(model), ferm.render(model, share=(0, 2))
 
 
 def render_all(model: m.Model, parallel: bool | None = None) -> dict[str, bytes]:
     """Every backend's files. graphviz draws the pictures in child processes while the other
-    backends run (seconds of layout on a large estate, on the other core). `parallel`: run
-    IN_CHILD in a forked child (None: when there are two cores and FORK_MIN hosts and apps)."""
+    backends run (seconds of layout on a large estate, on the other core). `parallel`: a forked
+    child renders estate.json and half the ferm files meanwhile (None: when there are two cores
+    and FORK_MIN hosts and apps)."""
     if parallel is None:
         parallel = cores() > 1 and len(model.hosts) + len(model.apps) >= FORK_MIN
     out: dict[str, bytes] = {}
     drawing = bgp_report.start(model)
-    child = Forked(_in_child, model, fork=parallel)
+    child = Forked(_in_child, model) if parallel else None
     try:
-        rendered = {backend.__module__: backend(model) for backend in BACKENDS
-                    if backend not in IN_CHILD and backend is not bgp_report.render}
-        rendered.update(child.result())
-        rendered[bgp_report.render.__module__] = drawing.finish()
-        for backend in BACKENDS:  # merged in BACKENDS' order, wherever each ran
-            for path, data in rendered[backend.__module__].items():
+        if child is not None:
+            mine = bgp.render(model), calico.render(model), ferm.render(model, share=(1, 2))
+            estate_files, ferm_files = child.result()
+            rendered = [estate_files, mine[0], mine[1], {**ferm_files, **mine[2]}]
+        else:
+            rendered = [backend(model) for backend in BACKENDS if backend is not bgp_report.render]
+        rendered.append(drawing.finish())
+        for files in rendered:  # BACKENDS' order
+            for path, data in files.items():
                 if path in out:
                     raise OutputPathError("E010", f"two backends write `{path}`")
                 out[path] = data
     finally:
-        child.cancel()
+        if child is not None:
+            child.cancel()
         drawing.cancel()
     check_paths(list(out))
     return dict(sorted(out.items()))

@@ -78,11 +78,15 @@ SAVE_TOOL = {4: "iptables", 6: "ip6tables"}
 _Made = dict[tuple[str, int], tuple[tuple[IPNetwork, ...], list[str]]]
 
 
-def render(model: m.Model) -> dict[str, bytes]:
+def render(model: m.Model, share: tuple[int, int] = (0, 1)) -> dict[str, bytes]:
+    """`share` (i, n): the files of every n-th host from the i-th, so that n processes can split
+    the work; each file's bytes are the same however it is split (variable names come from all)."""
     firewalls = analysis.host_firewalls(model)
     names = _variable_names(fw for fw in firewalls.values())
     made: _Made = {}
-    return {f"ferm/{host}.conf": _file(model, fw, names, made).encode() for host, fw in firewalls.items()}
+    first, step = share
+    return {f"ferm/{host}.conf": _file(model, fw, names, made).encode()
+            for host, fw in list(firewalls.items())[first::step]}
 
 
 
