@@ -6,8 +6,10 @@ its result comes back, pickled. What runs there must be a pure function of what 
 already holds: the result is then the same whether it ran in the child or in-process.
 
 When the child cannot be started, or dies without an answer (killed, out of memory), the
-function runs in-process instead, so a compile never fails for want of a second process. An
-exception raised in the child is raised again in the parent. `tests/test_forked.py`.
+function runs in-process instead (as it does when other threads run: a forked child could
+inherit a lock one of them holds, the import lock say, and wait for it forever), so a
+compile never fails for want of a second process. An exception raised in the child is
+raised again in the parent. `tests/test_forked.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import os
 import pickle
 import signal
+import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -37,7 +40,7 @@ class Forked(Generic[T]):
         self._fn, self._args = fn, args
         self._pid = 0
         self._read = -1
-        if fork and hasattr(os, "fork"):
+        if fork and hasattr(os, "fork") and threading.active_count() == 1:
             self._start()
 
     def _start(self) -> None:

@@ -76,6 +76,19 @@ def test_without_fork_it_runs_here():
     assert (pid, value) == (os.getpid(), 42)
 
 
+def test_with_another_thread_running_it_runs_here():
+    import threading
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        pid, value = forked.Forked(_pid_and, 21).result()
+    finally:
+        stop.set()
+        other.join()
+    assert (pid, value) == (os.getpid(), 42)
+
+
 def test_the_childs_exception_is_raised_here():
     with pytest.raises(ValueError, match="from the child"):
         forked.Forked(_fails).result()
