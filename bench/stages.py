@@ -10,7 +10,11 @@ into another fresh folder the way `write_tree` writes them (mkdir, write, rename
 compilation. The cycle collector is off as in `compile_folder`. bench/run.py runs this in a
 fresh child per size under GNU time for the peak RSS.
 
-The backends run as `render_all` (compiler/backends/__init__.py) runs them: `bgp_report.start`
+The stages run one after another, in one process, so each is its cost on one core; `compile`
+overlaps some of them on a second core (`analysis.prepare` sweeps the redundancy in a forked
+child while the host firewalls are built; `render_all` renders estate.json and half the ferm
+files in one), so on a large estate the sum of the stages exceeds the compile's wall time.
+The backends otherwise run as `render_all` (compiler/backends/__init__.py) runs them: `bgp_report.start`
 first (the reports, and graphviz's `dot` started on each site's peering picture in child
 processes; `bgp_report start`), then the other backends while `dot` draws, then
 `Drawing.finish()`: `dot wait` is how long the compile still waits for the pictures once the
