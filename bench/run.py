@@ -212,14 +212,18 @@ class Bench:
         rows, stage_rows, incr_rows = [], [], []
         e2e: dict[int, float] = {}
         e2e_cpu: dict[int, float] = {}
+        policies: dict[int, Path] = {}
+        stage_info: dict[int, dict] = {}
+        to_discard: list[Path] = []
         for hosts in self.args.estate_sizes:
             shape = estate_gen.shape_for(hosts)
             # leftovers of a --keep folder: deleted, then the settle pause, before anything is timed
             self.discard(*sorted(self.work.glob(f"estate-{hosts}*")))
-            policy = estate_gen.write(shape, self.work / f"estate-{hosts}", self.args.seed)
+            policy = policies[hosts] = estate_gen.write(shape, self.work / f"estate-{hosts}", self.args.seed)
             stage_outs = [self.work / f"estate-{hosts}-stages-{i}" for i in range(self.args.repeat_stages)]
+            to_discard += stage_outs + [out.with_name(out.name + "-floor") for out in stage_outs]
             runs = [self.stages(policy, out) for out in stage_outs]
-            stages = runs[-1]
+            stages = stage_info[hosts] = runs[-1]
             t = {k: median([r["times"][k] for r in runs]) for k in stages["times"]}  # each stage's median
             stages["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
             analysis = t["peering"] + t["redundancy"] + t["hostfw+lockout"]
@@ -232,36 +236,42 @@ class Bench:
                                f"{t['write']:.2f}", f"{total:.2f}", f"{t['floor']:.2f}",
                                f"{total / t['floor']:.0f}x", f"{t['dot CPU']:.2f} ({stages['pictures']})",
                                f"{stages['peak_rss_mb']:.0f}"])
-            from_rb = load_run_bench()
-            compiles, checks = [], []
-            outs = [self.work / f"estate-{hosts}-out-{i}" for i in range(self.args.repeat_estate)]
-            for i, real_out in enumerate(outs):  # each compile into a fresh folder: no deletion before it
-                r = self.netpolc(from_rb, "compile", policy, real_out, self.work / f"e{hosts}-c{i}.log")
-                if r["exit"] != 0:
-                    raise SystemExit((self.work / f"e{hosts}-c{i}.log").read_text()[-3000:])
-                compiles.append(r)
-            real_out = outs[-1]
-            for i in range(self.args.repeat_estate):
-                r = self.netpolc(from_rb, "check", policy, real_out, self.work / f"e{hosts}-k{i}.log")
-                if r["exit"] != 0:
-                    raise SystemExit((self.work / f"e{hosts}-k{i}.log").read_text()[-3000:])
-                checks.append(r)
-            compile_s = median([r["wall_s"] for r in compiles])
-            compile_cpu = median([r["user_s"] + r["sys_s"] for r in compiles])
-            check_s = median([r["wall_s"] for r in checks])
+        from_rb = load_run_bench()
+        compiles: dict[int, list[dict]] = {h: [] for h in policies}
+        checks: dict[int, list[dict]] = {h: [] for h in policies}
+        outs = {h: [self.work / f"estate-{h}-out-{i}" for i in range(self.args.repeat_estate)] for h in policies}
+        to_discard += [out for h in outs for out in outs[h]]
+        # interleaved: run i of every size, a compile then a check, before run i + 1, so a slow spell
+        # of the (shared) machine falls on every size and on both commands, not on one of them
+        for i in range(self.args.repeat_estate):
+            for hosts, policy in policies.items():
+                for verb, out, runs_of in (("compile", outs[hosts][i], compiles), ("check", outs[hosts][0], checks)):
+                    log = self.work / f"e{hosts}-{verb}-{i}.log"
+                    r = self.netpolc(from_rb, verb, policy, out, log)  # each compile into a fresh folder
+                    if r["exit"] != 0:
+                        raise SystemExit(log.read_text()[-3000:])
+                    runs_of[hosts].append(r)
+        self.check_ratios = {}
+        for hosts, policy in policies.items():
+            shape, stages = estate_gen.shape_for(hosts), stage_info[hosts]
+            compile_s = median([r["wall_s"] for r in compiles[hosts]])
+            compile_cpu = median([r["user_s"] + r["sys_s"] for r in compiles[hosts]])
+            check_s = median([r["wall_s"] for r in checks[hosts]])
+            check_cpu = median([r["user_s"] + r["sys_s"] for r in checks[hosts]])
+            self.check_ratios[hosts] = (check_s / compile_s, check_cpu / compile_cpu)
             e2e[hosts] = compile_s
             e2e_cpu[hosts] = compile_cpu
             rows.append([f"{hosts:,}", shape.describe(), f"{stages['source_bytes'] / 1e3:.0f}",
                          f"{stages['files']:,}", f"{stages['bytes'] / 1e6:.1f}", f"{compile_s:.2f}",
                          f"{compile_cpu:.2f}",
-                         f"{max(r['peak_rss_mb'] for r in compiles):.0f}", f"{check_s:.2f}",
-                         f"{median([r['user_s'] + r['sys_s'] for r in checks]):.2f}",
-                         f"{max(r['peak_rss_mb'] for r in checks):.0f}"])
-            incr_rows.append([f"{hosts:,}"] + self.incremental(from_rb, policy, real_out, hosts))
-            # all timing of this size done: now the big deletions, and the settle pause before the next size
-            self.discard(*stage_outs, *(out.with_name(out.name + "-floor") for out in stage_outs), *outs)
+                         f"{max(r['peak_rss_mb'] for r in compiles[hosts]):.0f}", f"{check_s:.2f}",
+                         f"{check_cpu:.2f}", f"{max(r['peak_rss_mb'] for r in checks[hosts]):.0f}"])
+            incr_rows.append([f"{hosts:,}"] + self.incremental(from_rb, policy, outs[hosts][0], hosts))
+        # all timing done: now the big deletions
+        self.discard(*to_discard)
         self.emit("Estate workload: end to end (`python -m compiler compile` / `check`, fresh child, "
-                  f"median of {self.args.repeat_estate}, each into a fresh folder; real `dot`)",
+                  f"median of {self.args.repeat_estate}, each compile into a fresh folder; the runs of all sizes "
+                  "and both commands interleaved; real `dot`)",
                   table(["hosts", "shape", "source kB", "files", "MB out", "compile wall s", "compile CPU s",
                          "compile peak MiB", "check (unchanged) wall s", "check CPU s", "check peak MiB"], rows))
         self.emit(f"Estate workload: stages (seconds, each stage's median of {self.args.repeat_stages} children, "
@@ -270,7 +280,11 @@ class Bench:
                          "bgp_report start", "estate.json", "bgp", "calico", "ferm", "dot wait", "write", "total",
                          "floor (bytes only)", "total / floor", "dot CPU (pictures)", "peak RSS MiB"],
                         stage_rows)
-                  + "\n\nThe backends run as `render_all` runs them: `bgp_report start` writes the reports and "
+                  + "\n\nThe stages run one after another in one process (bench/stages.py), each timed on one "
+                  "core; `compile` overlaps some of them on the second core (the redundancy sweep in a forked "
+                  "child while the host firewalls are built; estate.json and half the ferm files rendered in "
+                  "one), so from 8,000 hosts on `total` exceeds the compile's wall time above. "
+                  "The backends otherwise run as `render_all` runs them: `bgp_report start` writes the reports and "
                   "starts `dot` on each site's peering picture in a child process; estate.json, bgp, calico and "
                   "ferm run while it draws; `dot wait` is what is left to wait for the pictures after them. "
                   "`dot CPU` is the CPU time of the `dot` children (about what `dot` alone takes; one per "
@@ -291,9 +305,11 @@ class Bench:
                                  f"{ratio:.2f} x wall, {e2e_cpu[16000] / e2e_cpu[8000]:.2f} x CPU",
                                  "met" if ratio <= 2.2 else "not met"])
         if rows:
-            worst = max(float(r[9]) / float(r[6]) for r in rows)  # CPU: the machine is shared
+            wall = max(w for w, _ in self.check_ratios.values())
+            cpu = max(c for _, c in self.check_ratios.values())
             self.targets.append(["`check` on an unchanged estate no slower than `compile`",
-                                 f"check / compile CPU time up to {worst:.2f}", "met" if worst <= 1.05 else "not met"])
+                                 f"check / compile: wall up to {wall:.2f}, CPU up to {cpu:.2f} (medians, interleaved)",
+                                 "met" if wall <= 1.0 else "not met"])
             rewrites = [(int(r[2]), int(r[3])) for r in incr_rows]
             self.targets.append(["one-line change rewrites only the files that change",
                                  ", ".join(f"{a} rewritten / {b} changed" for a, b in rewrites),
