@@ -85,8 +85,10 @@ class Forked(Generic[T]):
             with open(self._read, "rb", closefd=True) as pipe:
                 self._read = -1
                 payload = pipe.read()
-        finally:
-            self._reap()
+        except BaseException:  # interrupted while waiting: stop the child rather than wait for it
+            self.cancel()
+            raise
+        self._reap()
         if not payload:  # died before answering
             return self._fn(*self._args)
         try:

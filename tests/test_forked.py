@@ -116,6 +116,25 @@ def test_cancel_stops_the_child_and_reaps_it():
     job.cancel()  # twice is fine
 
 
+def test_interrupted_while_waiting_the_child_is_stopped_not_waited_for():
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    job = forked.Forked(_sleeps)
+    pid = job._pid
+    t0 = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            job.result()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - t0 < 5  # the child sleeps for 60 s
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def _same_in_both_ways(model) -> dict[str, bytes]:
     serial = backends.render_all(model, parallel=False)
     parallel = backends.render_all(model, parallel=True)
