@@ -216,6 +216,10 @@ class Rule:
     # `exposed "why"`: the reason a sensitive port is open to any address on purpose
     exposed: str | None = None
 
+    def applies_in(self, cluster: str) -> bool:
+        """Does the owner's end hold in `cluster`? (`in cluster` limits the statement's owner.)"""
+        return not self.clusters or cluster in self.clusters
+
 
 @dataclass(frozen=True)
 class Role:

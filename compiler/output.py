@@ -22,6 +22,7 @@ import ctypes
 import difflib
 import errno
 import fcntl
+import functools
 import os
 import shutil
 import stat
@@ -71,9 +72,11 @@ def _step(step: str, path: Path) -> None:
         fault_hook(step, path)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words (`project.py` says it of policy files too)."""
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
         if test(mode):
             return name
     return "not a regular file"
@@ -109,7 +112,7 @@ def _scan(dir_fd: int, prefix: str, tree: Tree) -> None:
             continue
         read = _read_regular(entry.name, dir_fd) if stat.S_ISREG(mode) else None
         if read is None:
-            tree.others[rel] = _kind(mode)
+            tree.others[rel] = file_kind(mode)
             continue
         data, st = read
         tree.files[rel] = data
@@ -165,12 +168,19 @@ def _fail(what: str, path: Path | str, err: OSError, label: str) -> OutputError:
     return OutputError(f"cannot {what} `{path}`: {why} ({code}); `{label}` was left as it was")
 
 
+@functools.cache
+def _libc(name: str) -> Callable[..., int] | None:
+    """A libc function by name (renameat2, syncfs), None where this libc has none."""
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def _exchange(a: Path, b: Path) -> int:
     """Atomically swap two paths: 0, or the errno (ENOSYS when neither libc nor kernel can)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
+    fn = _libc("renameat2")
+    if fn is None:
         return errno.ENOSYS
     rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     return 0 if rc == 0 else ctypes.get_errno()
@@ -268,9 +278,8 @@ def _build(out: Path, tmp: Path, files: dict[str, bytes], old: Tree, label: str)
 
 def _syncfs(fd: int) -> int:
     """Flush the file system holding fd: 0, or the errno (ENOSYS where libc has no syncfs)."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
+    fn = _libc("syncfs")
+    if fn is None:
         return errno.ENOSYS
     return 0 if fn(fd) == 0 else ctypes.get_errno()
 

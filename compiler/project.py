@@ -21,6 +21,7 @@ from . import model as m
 from . import syntax as s
 from .backends import BackendError, OutputPathError, render_all
 from .diagnostics import Diagnostic, Diagnostics, Span
+from .output import file_kind
 from .parser import parse_text
 from .resolve import resolve
 
@@ -86,13 +87,13 @@ def _policy_files(root: Path, diags: Diagnostics) -> list[tuple[str, str]]:
     return sorted(found, key=lambda f: f[0].split("/"))
 
 
-def _read_policy(rel: str, path: str, total: int, diags: Diagnostics) -> str | None:
-    """The text of one policy file; a FIFO or device is reported, never opened for reading, and a file
-    past the size limits (E030, E031; `total` bytes read so far) is never loaded."""
+def _read_policy(rel: str, path: str, total: int, diags: Diagnostics) -> tuple[str, int] | None:
+    """The text of one policy file and its size in bytes; a FIFO or device is reported, never opened
+    for reading, and a file past the size limits (E030, E031; `total` bytes read so far) is never loaded."""
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            diags.error("E012", f"{rel} is not a regular file ({_special_kind(st.st_mode)})", None,
+            diags.error("E012", f"{rel} is not a regular file ({file_kind(st.st_mode)})", None,
                         "a policy file must be a plain file; remove it or rename it")
             return None
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -101,29 +102,21 @@ def _read_policy(rel: str, path: str, total: int, diags: Diagnostics) -> str | N
             if not stat.S_ISREG(opened.st_mode):  # replaced since the check
                 diags.error("E012", f"{rel} is not a regular file", None)
                 return None
-            if _size_ok(opened.st_size, rel, total, diags) is None:
+            if not _within_limits(opened.st_size, rel, total, diags):
                 return None
             data = f.read(MAX_FILE_BYTES + 1)  # never more, even if it grew since
-            if _size_ok(len(data), rel, total, diags) is None:  # it grew since
+            if not _within_limits(len(data), rel, total, diags):  # it grew since
                 return None
             try:
-                return data.decode("utf-8")
+                return data.decode("utf-8"), len(data)
             except UnicodeDecodeError as err:
                 # kept with the bad bytes replaced, so the error can quote its line; nothing is compiled
                 diags.error("E005", f"{rel} is not UTF-8 text (byte {err.start})", _byte_span(rel, data, err.start),
                             hint="save the file as UTF-8")
-                return data.decode("utf-8", errors="replace")
+                return data.decode("utf-8", errors="replace"), len(data)
     except OSError as err:
         diags.error("E005", f"cannot read {rel}: {err.strerror}", None)
     return None
-
-
-def _special_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "a special file"
 
 
 def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
@@ -134,28 +127,30 @@ def load_sources(root: Path, diags: Diagnostics) -> dict[str, str]:
     out: dict[str, str] = {}
     total = 0
     for rel, path in _policy_files(root, diags):
-        text = _read_policy(rel, path, total, diags)
-        if text is not None:
-            out[rel] = text
-            total += len(text.encode("utf-8"))
+        read = _read_policy(rel, path, total, diags)
+        if read is not None:
+            out[rel], size = read
+            total += size
     if not out and not diags.has_errors:
         diags.error("E006", f"no `*{SUFFIX}` files in `{root}`", None)
     return out
 
 
-def _size_ok(size: int, rel: str, total: int, diags: Diagnostics) -> int | None:
-    """The size, or None (E030, E031) when the file would take the sources past the limits:
-    checked before reading, so an enormous file is never loaded."""
+def _within_limits(size: int, rel: str, total: int, diags: Diagnostics) -> bool:
+    """False (E030, E031) when the file would take the sources past the limits: checked
+    before reading, so an enormous file is never loaded."""
     where = Span(rel, 1, 1, 1, 1)
     if size > MAX_FILE_BYTES:
         diags.error("E030", f"{rel} is {size:,} bytes, more than a policy file may be "
                     f"({MAX_FILE_BYTES // 2 ** 20} MiB)", where, "split it, or check that it is a policy file")
-        return None
+        return False
     if total + size > MAX_TOTAL_BYTES:
         diags.error("E031", f"{rel} takes the policy files past {MAX_TOTAL_BYTES // 2 ** 20} MiB in all", where,
                     "check that the folder holds only policy files")
-        return None
-    return size
+        return False
+    return True
+
+
 def _byte_span(rel: str, data: bytes, offset: int) -> Span:
     """The line and column (in characters, as the parser counts) of byte `offset`, the first bad byte."""
     before = data[:offset].decode("utf-8")  # valid: decoding failed first at `offset`

@@ -8,7 +8,7 @@ quadratic. Here each is a bisection, so a network of a million CIDRs is checked 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from netaddr import IPNetwork, IPSet
 
@@ -31,27 +31,20 @@ class Ranges:
         i = bisect.bisect_right(self.ranges, (version, value, _ABOVE_ALL)) - 1
         return i >= 0 and self.ranges[i][0] == version and self.ranges[i][2] >= value
 
+    def _overlaps(self, c: IPNetwork) -> Iterator[tuple[int, int]]:
+        """The (first, last) of each range that shares addresses with the CIDR, in order."""
+        ranges = self.ranges
+        for i in range(max(bisect.bisect_left(ranges, (c.version, c.first, -1)) - 1, 0), len(ranges)):
+            v, a, b = ranges[i]
+            if (v, a) > (c.version, c.last):
+                return
+            if v == c.version and b >= c.first:
+                yield a, b
+
     def shared(self, c: IPNetwork) -> int:
         """How many addresses of the CIDR are in the set."""
-        n = 0
-        i = max(bisect.bisect_left(self.ranges, (c.version, c.first, -1)) - 1, 0)
-        while i < len(self.ranges):
-            v, a, b = self.ranges[i]
-            if (v, a) > (c.version, c.last):
-                break
-            if v == c.version and b >= c.first:
-                n += min(b, c.last) - max(a, c.first) + 1
-            i += 1
-        return n
+        return sum(min(b, c.last) - max(a, c.first) + 1 for a, b in self._overlaps(c))
 
     def meets(self, c: IPNetwork) -> bool:
         """Does the CIDR share an address with the set?"""
-        i = max(bisect.bisect_left(self.ranges, (c.version, c.first, -1)) - 1, 0)
-        while i < len(self.ranges):
-            v, a, b = self.ranges[i]
-            if (v, a) > (c.version, c.last):
-                return False
-            if v == c.version and b >= c.first:
-                return True
-            i += 1
-        return False
+        return next(self._overlaps(c), None) is not None

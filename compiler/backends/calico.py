@@ -58,17 +58,6 @@ def render(model: m.Model) -> dict[str, bytes]:
     return dict(sorted(out.items()))
 
 
-def applies_in(flow: m.Flow, cluster: str) -> bool:
-    """`in cluster` restricts a statement to the clusters it names; without it, it holds everywhere."""
-    return not flow.rule.clusters or cluster in flow.rule.clusters
-
-
-def owner_direction(flow: m.Flow) -> str:
-    """The direction in which the statement's owner is the local end: an `allow` is its owner's
-    ingress (the owner is the destination), a `connect` its egress (the owner is the source)."""
-    return flow.rule.direction
-
-
 def cluster_apps(model: m.Model, cluster: str) -> Iterator[m.App]:
     """The apps that run in a cluster: the ones that get a NetworkPolicy there."""
     return (a for a in model.apps.values() if not a.default and cluster in a.clusters)
@@ -97,9 +86,10 @@ def _cluster_files(model: m.Model, cluster: m.Cluster) -> dict[str, bytes]:
         for direction, local_ends, far_ends in (("ingress", flow.destinations, flow.sources),
                                                 ("egress", flow.sources, flow.destinations)):
             # `in cluster` limits the statement's owner: its own end holds only in those clusters,
-            # and seen from the other end, the owner is its pods in those clusters only
-            owner_is_local = owner_direction(flow) == direction
-            if owner_is_local and not applies_in(flow, cluster.name):
+            # and seen from the other end, the owner is its pods in those clusters only. The owner
+            # is the local end of its rule's direction (an `allow`'s ingress, a `connect`'s egress).
+            owner_is_local = flow.rule.direction == direction
+            if owner_is_local and not flow.rule.applies_in(cluster.name):
                 continue
             only = () if owner_is_local else flow.rule.clusters
             for local in local_ends:

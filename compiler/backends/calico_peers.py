@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import TypeVar
 
 from netaddr import IPNetwork
 
@@ -24,6 +25,7 @@ from .. import model as m
 from .bgp_report import BackendError
 from .yamlout import Quoted
 
+T = TypeVar("T")
 CALICO = "projectcalico.org/v3"
 SET_LABEL = "netpolc.io/set"
 NAMESPACE_LABEL = "projectcalico.org/name"
@@ -191,20 +193,19 @@ class FlowParts:
     share them) instead of once per rule. The lists and dicts returned are shared: never change them."""
 
     def __init__(self) -> None:
-        self._protocols: dict[int, tuple[object, list]] = {}  # id(ports) -> (ports, protocols)
-        self._metadata: dict[int, tuple[object, dict]] = {}  # id(rule) -> (rule, metadata)
+        self._made: dict[tuple[str, int], tuple[object, object]] = {}  # (what, id(of)) -> (of, made)
+
+    def _once(self, what: str, of: object, make: Callable[[], T]) -> T:
+        known = self._made.get((what, id(of)))
+        if known is None or known[0] is not of:  # `of` is kept alive, so its id stays its own
+            known = self._made[(what, id(of))] = (of, make())
+        return known[1]  # type: ignore[return-value]
 
     def protocols(self, ports: tuple[m.PortMatch, ...]) -> list[tuple[dict, list[int | str] | None]]:
-        known = self._protocols.get(id(ports))
-        if known is None or known[0] is not ports:  # the tuple is kept alive, so its id stays its own
-            known = self._protocols[id(ports)] = (ports, _protocols(ports))
-        return known[1]
+        return self._once("protocols", ports, lambda: _protocols(ports))
 
     def metadata(self, rule: m.Rule) -> dict:
-        known = self._metadata.get(id(rule))
-        if known is None or known[0] is not rule:
-            known = self._metadata[id(rule)] = (rule, {"annotations": annotate(rule.span.location, rule.description)})
-        return known[1]
+        return self._once("metadata", rule, lambda: {"annotations": annotate(rule.span.location, rule.description)})
 
 
 def allow_rules(direction: str, peer: dict, protocols: list[tuple[dict, list[int | str] | None]],

@@ -89,7 +89,6 @@ def render(model: m.Model, share: tuple[int, int] = (0, 1)) -> dict[str, bytes]:
             for host, fw in list(firewalls.items())[first::step]}
 
 
-
 # ------------------------------------------------------------------ names
 def _stem(s: AddressSet) -> str:
     name = "INTERNET" if s.kind == "internet" else "ALL_HOSTS" if s.kind == "all-hosts" else s.name

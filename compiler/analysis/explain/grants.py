@@ -100,10 +100,6 @@ class Grant:
         return ipset(self.nets, family)
 
 
-def _applies_in(rule: m.Rule, cluster: str) -> bool:
-    return not rule.clusters or cluster in rule.clusters
-
-
 def _app_peer_grants(model: m.Model, statement: Statement, ports: tuple[m.PortMatch, ...], peer: m.Endpoint,
                      cluster: str, inactive: str | None, only: tuple[str, ...] = ()) -> list[Grant]:
     """A peer at a Calico end of `cluster`: an app of the cluster by label, its pods elsewhere (and
@@ -136,7 +132,7 @@ def calico_grants(model: m.Model, app: str, cluster: str, direction: str) -> lis
             continue
         # `in cluster` limits the statement's owner: its own end, and the owner seen from the other end
         owner_is_local = flow.rule.direction == direction
-        inactive = None if not owner_is_local or _applies_in(flow.rule, cluster) else \
+        inactive = None if not owner_is_local or flow.rule.applies_in(cluster) else \
             f"holds only in cluster {', '.join(flow.rule.clusters)} (`in cluster`)"
         statement = rule_statement(model, flow.rule)
         for peer in far:
