@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from compiler.analysis.peering import build as build_graph  # noqa: E402
 from compiler.analysis.redundancy import analyse  # noqa: E402
 from compiler.diagnostics import Diagnostics  # noqa: E402
-from compiler.project import _no_gc_pauses, build_model, load_sources  # noqa: E402
+from compiler.parser import gc_paused  # noqa: E402
+from compiler.project import build_model, load_sources  # noqa: E402
 
 RACKS_PER_ROW = 25
 
@@ -79,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "site.npl").write_text(generate(args.nodes))
         diags = Diagnostics()
-        with _no_gc_pauses():
+        with gc_paused():
             t0 = time.perf_counter()
             model = build_model(load_sources(Path(tmp), diags), diags)
             t1 = time.perf_counter()

@@ -40,7 +40,8 @@ from compiler import analysis  # noqa: E402
 from compiler.backends import BACKENDS, bgp_report  # noqa: E402
 from compiler.diagnostics import Diagnostics  # noqa: E402
 from compiler.output import write_tree  # noqa: E402
-from compiler.project import _no_gc_pauses, load_sources, parse_all  # noqa: E402
+from compiler.parser import gc_paused  # noqa: E402
+from compiler.project import load_sources, parse_all  # noqa: E402
 from compiler.resolve import resolve  # noqa: E402
 
 
@@ -70,7 +71,7 @@ def run(policy: Path, out: Path) -> dict:
         return usage.ru_utime + usage.ru_stime
 
     diags = Diagnostics()
-    with _no_gc_pauses():
+    with gc_paused():
         sources = load_sources(policy, diags)
         lap("load")
         files = parse_all(sources, diags)

@@ -183,7 +183,7 @@ def parse_text(path: str, text: str, diags: Diagnostics) -> s.File | None:
     """
     build = _Build(path)
     try:
-        with _no_collection(large=len(text) > _LARGE):
+        with gc_paused(large=len(text) > _LARGE):
             ok, declarations = lalr.run(text, _tables(), build.tokens, build.rules())
     except NumberTooLongError as err:
         shown = err.text if len(err.text) <= 24 else f"{err.text[:12]}…{err.text[-6:]}"
@@ -204,14 +204,15 @@ _LARGE = 1 << 16  # bytes of text: a tree worth moving straight to the oldest GC
 
 
 @contextlib.contextmanager
-def _no_collection(large: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector while a tree is built.
+def gc_paused(large: bool = False) -> Iterator[None]:
+    """Pause the cyclic garbage collector while trees and models are built.
 
     A tree is a few hundred thousand new objects and no cycles: collecting while
     it grows finds nothing and cost more than the parse (2 MB: 1.2 s of 2.3 s).
-    A large tree lives as long as the compile, so it then goes straight to the
-    oldest generation (`gc.freeze` + `gc.unfreeze`: no traversal) instead of
-    being traversed once per generation on its way there.
+    With `large`, what was built lives as long as the compile, so it then goes
+    straight to the oldest generation (`gc.freeze` + `gc.unfreeze`: no traversal)
+    instead of being traversed once per generation on its way there. Nests:
+    the collector runs again only if it ran before the outermost pause.
     """
     collecting = gc.isenabled()
     gc.disable()

@@ -7,12 +7,9 @@ where the compiler runs.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import gc
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from . import syntax as s
 from .backends import BackendError, OutputPathError, render_all
 from .diagnostics import Diagnostic, Diagnostics, Span
 from .output import file_kind
-from .parser import parse_text
+from .parser import gc_paused, parse_text
 from .resolve import resolve
 
 SUFFIX = ".npl"
@@ -175,22 +172,9 @@ def build_model(sources: dict[str, str], diags: Diagnostics, today: dt.date | No
     return resolve(files, diags, today)
 
 
-@contextlib.contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Parsing builds millions of short-lived acyclic objects; the cycle collector's
-    repeated full scans of them cost half the run time on large estates, for nothing."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def compile_folder(root: Path, today: dt.date | None = None, render: bool = True) -> Result:
     """Parse, resolve, analyse and (with `render`) run the backends."""
-    with _no_gc_pauses():
+    with gc_paused():  # parsing and resolving build millions of short-lived acyclic objects
         return _compile_folder(root, today, render)
 
 

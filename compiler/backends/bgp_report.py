@@ -172,6 +172,7 @@ def _fold_alike_nodes(graph: PeeringGraph, speakers: dict, bad: set[str]) -> dic
 
 
 DOT_TIMEOUT = 120  # seconds
+DOT_NICENESS = 10  # `dot` runs at this niceness: see _yield_cpu
 LARGE_PICTURE = 300  # sessions: from this many on, dot's layout effort is bounded (`nslimit`, `mclimit`)
 
 
@@ -199,9 +200,6 @@ def _yield_cpu() -> None:
     """In the `dot` child: a lower priority, so the pictures take the CPU the compile leaves idle
     (it renders on both cores) instead of slowing it, and are done while it writes out/."""
     os.nice(DOT_NICENESS)
-
-
-DOT_NICENESS = 10
 
 
 class Drawing:
