@@ -198,6 +198,11 @@ class Network:
     span: Span
 
 
+RESERVED_NAMESPACES = ("globalnetworksets", "globalnetworkpolicies")
+"""The Calico backend writes `calico/<cluster>/<namespace>.yaml` beside `<these>.yaml` of its own:
+the resolver refuses a namespace of these names (E110), the backend checks it again."""
+
+
 @dataclass(frozen=True)
 class Rule:
     """A statement as written in a role or app, with resolved parts."""

@@ -10,6 +10,7 @@ import re
 
 from netaddr import INET_PTON, AddrFormatError, IPAddress, IPNetwork
 
+from .. import model as m
 from .. import syntax as s
 from ..diagnostics import Diagnostics, did_you_mean
 
@@ -51,8 +52,7 @@ def check_name(name: s.Name, what: str, diags: Diagnostics) -> bool:
     return False
 
 
-RESERVED_NAMESPACES = ("globalnetworksets", "globalnetworkpolicies")
-"""Calico writes `calico/<cluster>/<namespace>.yaml` beside these two files of its own."""
+RESERVED_NAMESPACES = m.RESERVED_NAMESPACES
 
 
 def check_namespace_file(name: s.Name, written: bool, diags: Diagnostics) -> bool:
